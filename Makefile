@@ -1,0 +1,37 @@
+# Two commands do everything on a fresh machine with Python 3.11:
+#   make run    creates .venv, installs, migrates and runs the portal with the sandbox API
+#   make test   the whole test suite: lint, types, then pytest (needs Redis and PostgreSQL)
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The suite runs in the production shape by default; both servers run on every dev/CI machine.
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/portal
+TEST_BROKER_URL ?= redis://127.0.0.1:6379/0
+
+.PHONY: run test lint types pytest bench clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=24"
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+run: $(VENV)/.installed
+	$(PY) scripts/dev_run.py
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+types: $(VENV)/.installed
+	$(VENV)/bin/mypy snapshots_portal importer sandbox
+
+pytest: $(VENV)/.installed
+	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
+	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \
+	$(PY) scripts/run_tests.py $(PYTEST_ARGS)
+
+test: lint types pytest
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,303 @@
+"""Snapshots Portal settings, read from environment variables.
+
+Every value has a default that serves a local run (SQLite, an embedded broker, the sandbox API).
+Production sets `DEBUG=0`, `SECRET_KEY`, `PORTAL_ENCRYPTION_KEY`, `DATABASE_URL`,
+`CELERY_BROKER_URL` and `ALLOWED_HOSTS`; see the README's configuration table.
+A bad value stops the process at start with `ImproperlyConfigured` naming the variable.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+# Where a local run keeps its SQLite file, broker queue and beat schedule.
+VAR_DIR = Path(os.environ.get("PORTAL_VAR_DIR", BASE_DIR / "var"))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off", ""}
+
+
+def env_str(name: str, default: str = "") -> str:
+    return os.environ.get(name, default).strip()
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    word = raw.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ImproperlyConfigured(f"{name} must be 1/0, true/false, yes/no or on/off, not {raw!r}")
+
+
+def env_int(name: str, default: int, *, minimum: int, maximum: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, not {raw!r}") from None
+    if not minimum <= value <= maximum:
+        raise ImproperlyConfigured(f"{name} must be between {minimum} and {maximum}, not {value}")
+    return value
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def env_url(name: str, default: str, *, schemes: set[str]) -> str:
+    value = env_str(name, default)
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not parts.netloc:
+        allowed = ", ".join(sorted(f"{scheme}://" for scheme in schemes))
+        raise ImproperlyConfigured(f"{name} must be a URL starting with {allowed}, not {value!r}")
+    return value.rstrip("/")
+
+
+DEBUG = env_bool("DEBUG", True)
+
+_DEV_SECRET_KEY = "django-insecure-local-only-never-use-in-production"  # noqa: S105
+SECRET_KEY = env_str("SECRET_KEY", _DEV_SECRET_KEY if DEBUG else "")
+if not SECRET_KEY:
+    raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG=0 (50+ random characters)")
+
+
+def _default_encryption_key() -> str:
+    # Local runs only: derived from SECRET_KEY so a fresh checkout works without set-up.
+    digest = hashlib.sha256(b"portal-encryption-key:" + SECRET_KEY.encode()).digest()
+    return base64.urlsafe_b64encode(digest).decode()
+
+
+# Fernet key that encrypts secrets at rest (pre-signed URLs in flight, team credentials).
+PORTAL_ENCRYPTION_KEY = env_str("PORTAL_ENCRYPTION_KEY", _default_encryption_key() if DEBUG else "")
+if not PORTAL_ENCRYPTION_KEY:
+    raise ImproperlyConfigured(
+        "PORTAL_ENCRYPTION_KEY must be set when DEBUG=0; make one with: python -c "
+        "'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+    )
+try:
+    if len(base64.urlsafe_b64decode(PORTAL_ENCRYPTION_KEY.encode())) != 32:
+        raise ValueError
+except ValueError:
+    raise ImproperlyConfigured(
+        "PORTAL_ENCRYPTION_KEY must be a Fernet key: 32 bytes, url-safe base64 encoded"
+    ) from None
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "")
+if not ALLOWED_HOSTS:
+    raise ImproperlyConfigured("ALLOWED_HOSTS must name the portal's host names when DEBUG=0")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "template_partials",
+    "importer",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "snapshots_portal.urls"
+WSGI_APPLICATION = "snapshots_portal.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+
+def _database(url: str) -> dict[str, Any]:
+    try:
+        config: dict[str, Any] = dict(dj_database_url.parse(url, conn_max_age=60))
+    except ValueError as error:
+        raise ImproperlyConfigured(f"DATABASE_URL is not a database URL: {error}") from None
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        # The web server and the worker share the file: WAL lets readers and one writer work
+        # at once, IMMEDIATE transactions and a busy timeout make writers wait, not fail.
+        config["CONN_MAX_AGE"] = 0
+        config["OPTIONS"] = {
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+        }
+        # Tests share their database with real worker processes, so it must be a file.
+        config["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+    elif config["ENGINE"] == "django.db.backends.postgresql":
+        config["CONN_HEALTH_CHECKS"] = True
+        config.setdefault("OPTIONS", {})["connect_timeout"] = 5
+    return config
+
+
+DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'portal.sqlite3'}")
+DATABASES = {"default": _database(DATABASE_URL)}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        )
+    },
+}
+
+# Sessions end after 8 hours, or when the browser closes.
+SESSION_COOKIE_AGE = env_int("PORTAL_SESSION_SECONDS", 8 * 3600, minimum=300, maximum=30 * 86400)
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+
+if not DEBUG:
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_SSL_REDIRECT = env_bool("PORTAL_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = env_int("PORTAL_HSTS_SECONDS", 31536000, minimum=0, maximum=63072000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("PORTAL_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("PORTAL_HSTS_PRELOAD", True)
+    if not SECURE_HSTS_PRELOAD:
+        # Opting out of the browser preload list is a deliberate choice, not an oversight.
+        SILENCED_SYSTEM_CHECKS = ["security.W021"]
+    if env_bool("PORTAL_BEHIND_TLS_PROXY", False):
+        # The proxy terminates TLS and says so in this header; trust it only behind that proxy.
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- OUTSCALE API (names follow OUTSCALE's own SDK) ---------------------------------------
+OSC_REGION = env_str("OSC_REGION", "eu-west-2")
+if not OSC_REGION.replace("-", "").isalnum():
+    raise ImproperlyConfigured(f"OSC_REGION must look like eu-west-2, not {OSC_REGION!r}")
+# Unset means the sandbox on this machine in a local run (DEBUG=1), OUTSCALE's endpoint otherwise.
+SANDBOX_ENDPOINT_API = "http://127.0.0.1:8787/api/v1"
+OSC_ENDPOINT_API = env_url(
+    "OSC_ENDPOINT_API",
+    SANDBOX_ENDPOINT_API if DEBUG else f"https://api.{OSC_REGION}.outscale.com/api/v1",
+    schemes={"http", "https"},
+)
+# The sandbox's demo credentials in a local run; production names its own.
+OSC_ACCESS_KEY = env_str("OSC_ACCESS_KEY", "SANDBOXACCESSKEY0000" if DEBUG else "")
+OSC_SECRET_KEY = env_str(
+    "OSC_SECRET_KEY", "sandbox-secret-key-0000000000000000000000" if DEBUG else ""
+)
+OSC_CONNECT_TIMEOUT = env_int("OSC_CONNECT_TIMEOUT", 5, minimum=1, maximum=60)
+OSC_READ_TIMEOUT = env_int("OSC_READ_TIMEOUT", 30, minimum=1, maximum=300)
+
+# --- Import pipeline ----------------------------------------------------------------------
+PORTAL_POLL_SECONDS = env_int("PORTAL_POLL_SECONDS", 5, minimum=1, maximum=3600)
+# Extra hosts (host or host:port) allowed in pre-signed URLs besides OUTSCALE's OOS endpoints.
+PORTAL_URL_HOSTS = env_list("PORTAL_URL_HOSTS")
+# Admits http:// and loopback hosts in pre-signed URLs, for local use with the sandbox only.
+PORTAL_ALLOW_HTTP_URLS = env_bool("PORTAL_ALLOW_HTTP_URLS", False)
+
+# --- Celery -------------------------------------------------------------------------------
+_broker = env_str("CELERY_BROKER_URL")
+if _broker:
+    CELERY_BROKER_URL = env_url("CELERY_BROKER_URL", "", schemes={"redis", "rediss"})
+    # Redis redelivers an unacknowledged task after this; every time limit stays well under it.
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {
+        "visibility_timeout": 3600,
+        "socket_connect_timeout": 3,
+        "socket_timeout": 10,
+    }
+else:
+    # The embedded default: a queue in files, so a local run needs no broker server.
+    _queue_dir = VAR_DIR / "broker"
+    for _sub in ("out", "processed", "control"):
+        (_queue_dir / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_queue_dir / "out"),
+        "data_folder_out": str(_queue_dir / "out"),
+        "processed_folder": str(_queue_dir / "processed"),
+        "control_folder": str(_queue_dir / "control"),
+        "store_processed": False,
+    }
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = 120
+CELERY_TASK_TIME_LIMIT = 180
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_TIMEOUT = 3
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
+    "worker-heartbeat": {"task": "importer.tasks.record_worker_heartbeat", "schedule": 30.0},
+}
+
+LOGGING: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("PORTAL_LOG_LEVEL", "INFO").upper()},
+}
+
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)

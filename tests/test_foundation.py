@@ -1,0 +1,195 @@
+from __future__ import annotations
+
+import os
+import runpy
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from importer.models import WorkerHeartbeat
+from importer.tasks import record_worker_heartbeat
+from tests.conftest import ROOT, wait_until
+
+SETTINGS_FILE = ROOT / "snapshots_portal" / "settings.py"
+PRODUCTION_ENV = {
+    "DEBUG": "0",
+    "SECRET_KEY": "x7!kq2-production-like-secret-key-for-the-deploy-check-0123456789abcdef",
+    "PORTAL_ENCRYPTION_KEY": "kTz3n1QnV4c1l5cM3eQ0m4pJ2f9rS8uW6yA7bC5dE0g=",
+    "ALLOWED_HOSTS": "portal.example.com",
+    "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/portal",
+    "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0",
+}
+
+
+def load_settings(monkeypatch: pytest.MonkeyPatch, **env: str) -> dict[str, object]:
+    for name in (
+        "DEBUG",
+        "SECRET_KEY",
+        "CELERY_BROKER_URL",
+        "DATABASE_URL",
+        "PORTAL_ENCRYPTION_KEY",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return runpy.run_path(str(SETTINGS_FILE))
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("PORTAL_POLL_SECONDS", "soon"),
+        ("PORTAL_POLL_SECONDS", "0"),
+        ("DEBUG", "maybe"),
+        ("CELERY_BROKER_URL", "amqp://guest@127.0.0.1//"),
+        ("OSC_ENDPOINT_API", "ftp://api.example.com"),
+        ("DATABASE_URL", "nosuchdb://x"),
+        ("PORTAL_ENCRYPTION_KEY", "too-short"),
+    ],
+)
+def test_it_names_the_variable_when_a_setting_is_bad(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    with pytest.raises(ImproperlyConfigured, match=name):
+        load_settings(monkeypatch, **{name: value})
+
+
+def test_it_refuses_production_without_a_secret_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ImproperlyConfigured, match="SECRET_KEY"):
+        load_settings(monkeypatch, DEBUG="0", ALLOWED_HOSTS="portal.example.com")
+
+
+def test_it_defaults_to_sqlite_in_wal_mode_and_an_embedded_broker(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    loaded = load_settings(monkeypatch, PORTAL_VAR_DIR=str(tmp_path))
+    database = loaded["DATABASES"]["default"]  # type: ignore[index]
+    assert database["ENGINE"] == "django.db.backends.sqlite3"
+    assert "journal_mode=WAL" in database["OPTIONS"]["init_command"]
+    assert database["OPTIONS"]["timeout"] >= 5
+    assert loaded["CELERY_BROKER_URL"] == "filesystem://"
+    assert loaded["OSC_ENDPOINT_API"] == "http://127.0.0.1:8787/api/v1"
+    assert loaded["OSC_REGION"] == "eu-west-2"
+    assert loaded["PORTAL_POLL_SECONDS"] == 5
+
+
+def test_it_passes_the_deploy_check_in_the_production_configuration() -> None:
+    env = {**os.environ, **PRODUCTION_ENV}
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_it_fails_the_deploy_check_when_debug_is_on() -> None:
+    env = {**os.environ, **PRODUCTION_ENV, "DEBUG": "1"}
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "DEBUG" in result.stderr
+
+
+@pytest.mark.django_db
+def test_it_reports_health_of_database_and_broker(client) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["database"]["ok"] is True
+    assert body["broker"]["ok"] is True
+
+
+@pytest.mark.django_db
+def test_it_answers_503_when_the_broker_is_unreachable(client, settings) -> None:
+    # Port 9 (discard) on loopback refuses connections here.
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:9/0"
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["broker"]["ok"] is False
+
+
+@pytest.mark.django_db
+def test_it_asks_anonymous_users_to_log_in(client) -> None:
+    response = client.get("/")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/login/")
+    assert client.get("/login/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_it_serves_htmx_from_the_app_not_a_cdn(admin_client) -> None:
+    page = admin_client.get("/").content.decode()
+    assert "/static/django-htmx/htmx" in page or "/static/django_htmx/htmx" in page
+    assert "unpkg.com" not in page and "cdn" not in page.lower()
+    assert 'hx-headers=\'{"x-csrftoken"' in page
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_it_runs_a_task_on_a_real_worker_over_redis(celery_worker) -> None:
+    assert settings.CELERY_BROKER_URL.startswith("redis://")
+    assert not WorkerHeartbeat.objects.exists()
+    record_worker_heartbeat.delay()
+    heartbeat = wait_until(lambda: WorkerHeartbeat.objects.first(), seconds=30)
+    assert heartbeat.hostname
+
+
+@pytest.mark.integration
+def test_it_runs_a_task_with_the_embedded_broker_and_nothing_but_python(tmp_path: Path) -> None:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"DATABASE_URL", "CELERY_BROKER_URL"}
+    }
+    env["PORTAL_VAR_DIR"] = str(tmp_path)
+    run = [sys.executable, "manage.py"]
+    subprocess.run([*run, "migrate", "-v", "0"], cwd=ROOT, env=env, check=True, timeout=120)  # noqa: S603
+    send = "from importer.tasks import record_worker_heartbeat; record_worker_heartbeat.delay()"
+    subprocess.run(  # noqa: S603
+        [*run, "shell", "-c", send], cwd=ROOT, env=env, check=True, timeout=60
+    )
+    worker = subprocess.Popen(  # noqa: S603
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "snapshots_portal",
+            "worker",
+            "--pool",
+            "solo",
+            "--loglevel",
+            "WARNING",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+
+    def heartbeats() -> int:
+        with sqlite3.connect(tmp_path / "portal.sqlite3", timeout=10) as db:
+            return int(db.execute("SELECT COUNT(*) FROM importer_workerheartbeat").fetchone()[0])
+
+    try:
+        assert wait_until(heartbeats, seconds=60, interval=0.3) == 1
+    finally:
+        worker.terminate()
+        worker.wait(timeout=20)
