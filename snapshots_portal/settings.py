@@ -90,13 +90,15 @@ if not PORTAL_ENCRYPTION_KEY:
         "PORTAL_ENCRYPTION_KEY must be set when DEBUG=0; make one with: python -c "
         "'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
     )
-try:
-    if len(base64.urlsafe_b64decode(PORTAL_ENCRYPTION_KEY.encode())) != 32:
-        raise ValueError
-except ValueError:
-    raise ImproperlyConfigured(
-        "PORTAL_ENCRYPTION_KEY must be a Fernet key: 32 bytes, url-safe base64 encoded"
-    ) from None
+# Several comma-separated keys rotate: the first encrypts, every one of them decrypts.
+for _key in PORTAL_ENCRYPTION_KEY.split(","):
+    try:
+        if len(base64.urlsafe_b64decode(_key.strip().encode())) != 32:
+            raise ValueError
+    except ValueError:
+        raise ImproperlyConfigured(
+            "PORTAL_ENCRYPTION_KEY must be Fernet keys (32 bytes, url-safe base64), comma-separated"
+        ) from None
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "")
 if not ALLOWED_HOSTS:
@@ -290,13 +292,28 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "worker-heartbeat": {"task": "importer.tasks.record_worker_heartbeat", "schedule": 30.0},
+    # A poll that waited longer than one interval is stale: the next one is already due.
+    "poll-imports": {
+        "task": "importer.tasks.poll_imports",
+        "schedule": float(PORTAL_POLL_SECONDS),
+        "options": {"expires": float(PORTAL_POLL_SECONDS)},
+    },
+    "sweep-imports": {
+        "task": "importer.tasks.sweep_imports",
+        "schedule": 60.0,
+        "options": {"expires": 60.0},
+    },
 }
 
 LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Every record passes the redaction filter: no pre-signed URL signature reaches a log.
+    "filters": {"redact": {"()": "importer.presigned.SignatureRedactingFilter"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]}
+    },
     "root": {"handlers": ["console"], "level": env_str("PORTAL_LOG_LEVEL", "INFO").upper()},
 }
 

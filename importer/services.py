@@ -1,0 +1,367 @@
+"""Workflows that span the job rows, the queue and the OUTSCALE API.
+
+The import path: view -> form -> `import_create` -> job row -> `submit_import` task ->
+`import_submit` -> client -> API; then `imports_poll` (periodic) follows progress and
+`imports_sweep` (periodic) re-sends whatever the broker or a dead worker lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cache
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerError
+
+from importer.crypto import DecryptionError, decrypt_text, encrypt_text
+from importer.models import ImportJob, ImportJobEvent, JobState, TagState
+from importer.outscale import OscApiError, OscClient, OscCredentials, Snapshot
+from importer.presigned import PresignedUrl
+
+logger = logging.getLogger(__name__)
+
+MAX_SUBMIT_ATTEMPTS = 8
+MAX_TAG_ATTEMPTS = 5
+RETRY_BASE_SECONDS = 2.0
+RETRY_MAX_SECONDS = 120.0
+# A job queued this long past its due time was lost by the broker (or never reached it).
+LOST_IN_QUEUE_AFTER = timedelta(minutes=2)
+# Past the task's hard time limit the worker holding a claim is dead.
+STUCK_SUBMITTING_AFTER = timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
+UNTAGGED_AFTER = timedelta(minutes=5)
+# The API may not list a snapshot for a moment after creating it.
+VANISHED_GRACE = timedelta(minutes=2)
+SWEEP_BATCH = 500
+# Publishing must not hang a web request when the broker is down: one quick retry, then the
+# job stays queued in the database for the sweeper.
+PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5}
+
+
+class TransientSubmitError(Exception):
+    """The API had a passing problem; the job is queued again and the task should retry."""
+
+    def __init__(self, retry_in: float) -> None:
+        super().__init__(f"retry in {retry_in:.1f} s")
+        self.retry_in = retry_in
+
+
+class TransientTagError(Exception):
+    """Tagging hit a passing problem; retry the tag task."""
+
+
+def retry_delay(attempt: int) -> float:
+    """Exponential backoff with full jitter, capped."""
+    ceiling = min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** max(attempt - 1, 0))
+    return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not a secret
+
+
+@cache
+def _client(endpoint: str, region: str, access_key: str, secret_key: str) -> OscClient:
+    return OscClient(
+        credentials=OscCredentials(access_key=access_key, secret_key=secret_key),
+        region=region,
+        endpoint=endpoint,
+        connect_timeout=settings.OSC_CONNECT_TIMEOUT,
+        read_timeout=settings.OSC_READ_TIMEOUT,
+    )
+
+
+def api_client() -> OscClient:
+    return _client(
+        settings.OSC_ENDPOINT_API,
+        settings.OSC_REGION,
+        settings.OSC_ACCESS_KEY,
+        settings.OSC_SECRET_KEY,
+    )
+
+
+# --- Submission ---------------------------------------------------------------------------
+
+
+def import_create(
+    *,
+    user: User,
+    name: str,
+    description: str,
+    url: PresignedUrl,
+    snapshot_size: int,
+    dry_run: bool = False,
+) -> ImportJob:
+    """Saves the job (URL encrypted), then queues it once the row is committed."""
+    with transaction.atomic():
+        job = ImportJob.objects.create(
+            name=name,
+            description=description,
+            snapshot_size=snapshot_size,
+            dry_run=dry_run,
+            submitted_by=user,
+            url_redacted=url.redacted,
+            url_host=url.host,
+            url_bucket=url.bucket,
+            url_key=url.key[:1024],
+            url_expires_at=url.expires_at,
+            url_encrypted=encrypt_text(url.secret_url),
+        )
+        ImportJobEvent.objects.create(
+            job=job,
+            state=JobState.QUEUED,
+            message=f"Submitted by {user.get_username()}" + (" as a dry run." if dry_run else "."),
+        )
+        transaction.on_commit(lambda: import_enqueue(job_id=job.pk))
+    return job
+
+
+def import_enqueue(*, job_id: uuid.UUID, countdown: float = 0) -> bool:
+    """Sends the job to the queue. False when the broker is down: the sweeper sends it later."""
+    from importer.tasks import submit_import
+
+    try:
+        submit_import.apply_async(
+            args=(str(job_id),), countdown=countdown, retry=True, retry_policy=PUBLISH_RETRY_POLICY
+        )
+    except (BrokerError, OSError) as error:
+        logger.warning("Broker unreachable, job %s stays queued for the sweeper: %s", job_id, error)
+        return False
+    return True
+
+
+def import_submit(*, job_id: str) -> None:
+    """Claims a queued job and sends CreateSnapshot, never creating a second snapshot."""
+    job = ImportJob.objects.filter(pk=job_id).first()
+    if job is None or not job.claim_for_submission():
+        return  # already taken by another worker, finished, or deleted
+    client = api_client()
+    try:
+        if job.attempts > 1 and not job.dry_run:
+            # An earlier attempt may have reached the API before its worker or answer was lost.
+            existing = client.read_snapshots(client_tokens=[str(job.pk)])
+            if existing:
+                _accept(job, existing[0], request_id="")
+                return
+        file_location = decrypt_text(job.url_encrypted)
+        result = client.create_snapshot(
+            file_location=file_location,
+            snapshot_size=job.snapshot_size,
+            description=job.description or None,
+            client_token=str(job.pk),
+            dry_run=job.dry_run,
+        )
+    except DecryptionError as error:
+        job.mark_failed(code="UrlUnreadable", type="PortalError", details=f"{error}; import again.")
+        return
+    except OscApiError as error:
+        _submit_failed(job, error)
+        return
+    if job.dry_run:
+        job.mark_dry_run_passed(request_id=result.request_id)
+    elif result.snapshot is not None:
+        _accept(job, result.snapshot, request_id=result.request_id)
+
+
+def _accept(job: ImportJob, snapshot: Snapshot, *, request_id: str) -> None:
+    if job.mark_accepted(
+        snapshot_id=snapshot.snapshot_id,
+        api_state=snapshot.state,
+        progress=snapshot.progress,
+        request_id=request_id,
+    ):
+        transaction.on_commit(lambda: snapshot_tag_enqueue(job_id=job.pk))
+
+
+def _submit_failed(job: ImportJob, error: OscApiError) -> None:
+    if not error.transient:
+        job.mark_failed(
+            code=error.code or str(error.http_status or ""),
+            type=error.type,
+            details=error.details or str(error),
+            request_id=error.request_id,
+        )
+        return
+    if job.attempts >= MAX_SUBMIT_ATTEMPTS:
+        job.mark_failed(
+            code=error.code or str(error.http_status or ""),
+            type=error.type or "Unavailable",
+            details=f"Gave up after {job.attempts} attempts; last answer: {error}",
+            request_id=error.request_id,
+        )
+        return
+    delay = retry_delay(job.attempts)
+    job.requeue_after_transient_error(
+        summary=str(error),
+        request_id=error.request_id,
+        retry_at=timezone.now() + timedelta(seconds=delay),
+    )
+    raise TransientSubmitError(delay)
+
+
+# --- Tagging ------------------------------------------------------------------------------
+
+
+def snapshot_tag_enqueue(*, job_id: uuid.UUID, countdown: float = 0) -> bool:
+    from importer.tasks import tag_snapshot
+
+    try:
+        tag_snapshot.apply_async(
+            args=(str(job_id),), countdown=countdown, retry=True, retry_policy=PUBLISH_RETRY_POLICY
+        )
+    except (BrokerError, OSError) as error:
+        logger.warning("Broker unreachable, tag of job %s left to the sweeper: %s", job_id, error)
+        return False
+    return True
+
+
+def snapshot_tag(*, job_id: str, final_attempt: bool) -> None:
+    """Tags the snapshot `Name`; a failure is shown on the job and does not fail the import."""
+    job = ImportJob.objects.filter(pk=job_id, tag_state=TagState.PENDING).first()
+    if job is None or not job.snapshot_id:
+        return
+    try:
+        request_id = api_client().create_tags(
+            resource_ids=[job.snapshot_id], tags={"Name": job.name}
+        )
+    except OscApiError as error:
+        if error.transient and not final_attempt:
+            raise TransientTagError(str(error)) from None
+        _set_tag_state(job, TagState.FAILED, f"Tagging Name failed: {error}", error=str(error))
+        return
+    _set_tag_state(job, TagState.DONE, f"Tagged Name={job.name} (request {request_id}).")
+
+
+def _set_tag_state(job: ImportJob, tag_state: str, message: str, *, error: str = "") -> None:
+    with transaction.atomic():
+        updated = ImportJob.objects.filter(pk=job.pk, tag_state=TagState.PENDING).update(
+            tag_state=tag_state, tag_error=error[:1000], updated_at=timezone.now()
+        )
+        if updated == 1:
+            ImportJobEvent.objects.create(job=job, state=job.state, message=message[:2500])
+
+
+# --- Following progress ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PollSummary:
+    followed: int
+    changed: int
+    finished: int
+    api_calls: int
+
+
+def imports_poll(*, now: datetime | None = None) -> PollSummary:
+    """One poll cycle: every in-flight job in as few ReadSnapshots calls as the API allows."""
+    now = now or timezone.now()
+    jobs = list(ImportJob.objects.in_flight())
+    if not jobs:
+        return PollSummary(followed=0, changed=0, finished=0, api_calls=0)
+    ids = sorted({job.snapshot_id for job in jobs})
+    pages = 0
+    snapshots: dict[str, Snapshot] = {}
+    try:
+        for page in _snapshot_pages(ids):
+            pages += 1
+            snapshots.update((snapshot.snapshot_id, snapshot) for snapshot in page)
+    except OscApiError as error:
+        # Never give up on an import because one poll failed: the next cycle asks again.
+        logger.warning("Polling %d imports failed, will try again: %s", len(jobs), error)
+        return PollSummary(followed=len(jobs), changed=0, finished=0, api_calls=pages)
+    changed, finished = _apply_snapshots(jobs, snapshots, now=now)
+    return PollSummary(followed=len(jobs), changed=changed, finished=finished, api_calls=pages)
+
+
+def _snapshot_pages(ids: list[str]) -> list[list[Snapshot]]:
+    client = api_client()
+    pages: list[list[Snapshot]] = []
+    token: str | None = None
+    seen_tokens: set[str] = set()
+    while True:
+        page = client.read_snapshots_page(snapshot_ids=ids, next_page_token=token)
+        pages.append(page.snapshots)
+        token = page.next_page_token
+        if not token or token in seen_tokens:
+            return pages
+        seen_tokens.add(token)
+
+
+def _apply_snapshots(
+    jobs: list[ImportJob], snapshots: dict[str, Snapshot], *, now: datetime
+) -> tuple[int, int]:
+    progressed: list[ImportJob] = []
+    events: list[ImportJobEvent] = []
+    finished = 0
+    for job in jobs:
+        snapshot = snapshots.get(job.snapshot_id)
+        if snapshot is None:
+            if job.submitted_at and job.submitted_at < now - VANISHED_GRACE:
+                finished += job.mark_failed(
+                    code="SnapshotNotFound",
+                    type="SnapshotVanished",
+                    details=f"The API no longer lists {job.snapshot_id}: it was deleted or its "
+                    "import was cancelled.",
+                    from_states=(JobState.IN_PROGRESS,),
+                )
+        elif snapshot.is_completed:
+            finished += job.mark_completed(api_state=snapshot.state)
+        elif snapshot.is_failed:
+            finished += job.mark_failed(
+                code="SnapshotError",
+                type="ImportFailed",
+                details=f"The API ended the import of {job.snapshot_id} in state error: check "
+                "that the URL had not expired and that the Snapshot Size is at least the "
+                "image's uncompressed size.",
+                from_states=(JobState.IN_PROGRESS,),
+            )
+        elif (snapshot.state, snapshot.progress) != (job.api_state, job.progress):
+            if snapshot.state != job.api_state:
+                events.append(
+                    ImportJobEvent(
+                        job=job, state=job.state, at=now, message=f"API state: {snapshot.state}."
+                    )
+                )
+            job.api_state = snapshot.state[:40]
+            job.progress = min(max(snapshot.progress, 0), 100)
+            job.updated_at = now
+            progressed.append(job)
+    with transaction.atomic():
+        # Only rows still in progress: a row finished meanwhile keeps its final state.
+        ImportJob.objects.bulk_update(progressed, ["api_state", "progress", "updated_at"])
+        ImportJobEvent.objects.bulk_create(events)
+    return len(progressed) + finished, finished
+
+
+# --- The sweeper --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    requeued_stuck: int
+    resent_queued: int
+    resent_tags: int
+
+
+def imports_sweep(*, now: datetime | None = None) -> SweepSummary:
+    """Re-sends what a dead worker or an unreachable broker lost. The row is the truth."""
+    now = now or timezone.now()
+    resent = 0
+    lost = ImportJob.objects.lost_in_queue(now=now, after=LOST_IN_QUEUE_AFTER)
+    for job_id in list(lost.values_list("pk", flat=True)[:SWEEP_BATCH]):
+        if ImportJob.objects.filter(pk=job_id, state=JobState.QUEUED).update(enqueued_at=now):
+            resent += import_enqueue(job_id=job_id)
+    # After the lost ones, so that a job requeued just now is not sent twice.
+    stuck = 0
+    for job in ImportJob.objects.stuck_submitting(now=now, after=STUCK_SUBMITTING_AFTER)[
+        :SWEEP_BATCH
+    ]:
+        if job.requeue_stuck():
+            stuck += import_enqueue(job_id=job.pk)
+    tags = 0
+    untagged = ImportJob.objects.untagged(now=now, after=UNTAGGED_AFTER)
+    for job_id in list(untagged.values_list("pk", flat=True)[:SWEEP_BATCH]):
+        tags += snapshot_tag_enqueue(job_id=job_id)
+    return SweepSummary(requeued_stuck=stuck, resent_queued=resent, resent_tags=tags)

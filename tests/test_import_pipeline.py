@@ -1,0 +1,221 @@
+"""The import pipeline's services over the sandbox API (real HTTP), without a worker."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from importer import services
+from importer.models import ImportJob, JobState, TagState
+from importer.presigned import UrlPolicy, parse_presigned_url
+from sandbox.run import Sandbox
+from tests.conftest import wait_until
+from tests.factories import make_user
+
+GIB = 1024**3
+pytestmark = pytest.mark.django_db
+
+
+def submit(
+    sandbox: Sandbox, *, size: int = 10 * GIB, dry_run: bool = False, **presign
+) -> ImportJob:
+    raw = presign.pop("raw", None) or sandbox.presign(**presign)
+    url = parse_presigned_url(raw, policy=UrlPolicy(allow_http=True), now=timezone.now())
+    user = make_user() if not ImportJob.objects.exists() else ImportJob.objects.first().submitted_by
+    return services.import_create(
+        user=user,
+        name="été backup",
+        description="nightly",
+        url=url,
+        snapshot_size=size,
+        dry_run=dry_run,
+    )
+
+
+def snapshots_in(sandbox: Sandbox) -> list[dict]:
+    return sandbox.state()["snapshots"][sandbox.account.account_id]
+
+
+def run_submit(job: ImportJob) -> ImportJob:
+    with contextlib.suppress(services.TransientSubmitError):
+        services.import_submit(job_id=str(job.pk))
+    job.refresh_from_db()
+    return job
+
+
+def poll_until_final(job: ImportJob) -> ImportJob:
+    def final() -> bool:
+        services.imports_poll()
+        job.refresh_from_db()
+        return job.is_terminal
+
+    wait_until(final, seconds=30, interval=0.2)
+    return job
+
+
+def test_it_imports_from_submit_to_completed_with_progress_rising(api_on_sandbox) -> None:
+    api_on_sandbox.set_speed(bytes_per_second=60_000)
+    job = run_submit(submit(api_on_sandbox))
+    assert job.state == JobState.IN_PROGRESS
+    assert job.snapshot_id.startswith("snap-")
+    assert job.url_encrypted == ""  # erased once the API accepted it
+    seen: list[int] = []
+
+    def finished() -> bool:
+        services.imports_poll()
+        job.refresh_from_db()
+        seen.append(job.progress)
+        return job.is_terminal
+
+    wait_until(finished, seconds=60, interval=0.1)
+    assert job.state == JobState.COMPLETED and job.progress == 100
+    assert seen == sorted(seen) and len(set(seen)) >= 3, seen
+    assert [snapshot["SnapshotId"] for snapshot in snapshots_in(api_on_sandbox)] == [
+        job.snapshot_id
+    ]
+    states = list(job.events.values_list("state", flat=True))
+    assert states[0] == JobState.QUEUED and states[-1] == JobState.COMPLETED
+
+
+def test_it_tags_the_snapshot_with_its_name(api_on_sandbox) -> None:
+    job = run_submit(submit(api_on_sandbox))
+    services.snapshot_tag(job_id=str(job.pk), final_attempt=False)
+    job.refresh_from_db()
+    assert job.tag_state == TagState.DONE
+    tags = snapshots_in(api_on_sandbox)[0]["Tags"]
+    assert {"Key": "Name", "Value": "été backup"} in tags
+
+
+def test_it_shows_a_tag_failure_without_failing_the_import(api_on_sandbox) -> None:
+    job = run_submit(submit(api_on_sandbox))
+    api_on_sandbox.inject_fault("CreateTags", "error", status=500, count=None)
+    with pytest.raises(services.TransientTagError):
+        services.snapshot_tag(job_id=str(job.pk), final_attempt=False)
+    services.snapshot_tag(job_id=str(job.pk), final_attempt=True)
+    job.refresh_from_db()
+    assert job.tag_state == TagState.FAILED and "InternalError" in job.tag_error
+    assert job.state == JobState.IN_PROGRESS
+
+
+@pytest.mark.parametrize(
+    ("kind", "status"),
+    [("error", 429), ("error", 503), ("error", 500), ("timeout", 503), ("drop", 503)],
+)
+def test_it_survives_a_transient_fault_with_exactly_one_snapshot(
+    api_on_sandbox, kind, status
+) -> None:
+    api_on_sandbox.inject_fault("CreateSnapshot", kind, status=status, count=1, delay=4.0)
+    job = run_submit(submit(api_on_sandbox))
+    assert job.state == JobState.QUEUED and job.attempts == 1
+    assert "will retry" in job.events.last().message
+    job = run_submit(job)
+    assert job.state == JobState.IN_PROGRESS, job.events.last().message
+    snapshots = snapshots_in(api_on_sandbox)
+    assert len(snapshots) == 1 and snapshots[0]["SnapshotId"] == job.snapshot_id
+
+
+def test_it_adopts_the_snapshot_a_lost_answer_created(api_on_sandbox) -> None:
+    api_on_sandbox.inject_fault("CreateSnapshot", "drop", count=1)
+    job = run_submit(submit(api_on_sandbox))
+    assert job.state == JobState.QUEUED
+    job = run_submit(job)
+    calls = api_on_sandbox.state()["create_snapshot_calls_by_client_token"]
+    assert calls == {str(job.pk): 1}  # the second attempt found it by ClientToken, sent nothing
+    assert job.state == JobState.IN_PROGRESS and len(snapshots_in(api_on_sandbox)) == 1
+
+
+def test_it_gives_up_after_a_bounded_number_of_transient_errors(api_on_sandbox) -> None:
+    api_on_sandbox.inject_fault("CreateSnapshot", "error", status=503, count=None)
+    job = submit(api_on_sandbox)
+    for _ in range(services.MAX_SUBMIT_ATTEMPTS + 3):
+        job = run_submit(job)
+    assert job.state == JobState.ERROR and job.attempts == services.MAX_SUBMIT_ATTEMPTS
+    assert "Gave up after 8 attempts" in job.error_details
+    assert api_on_sandbox.state()["calls"]["CreateSnapshot"] == services.MAX_SUBMIT_ATTEMPTS
+
+
+def test_it_ends_a_job_on_a_permanent_error_without_retrying(
+    api_on_sandbox, settings, caplog
+) -> None:
+    settings.OSC_SECRET_KEY = "a-wrong-secret-key-the-api-refuses-000000"
+    raw = api_on_sandbox.presign()
+    job = run_submit(submit(api_on_sandbox, raw=raw))
+    signature = raw.split("X-Amz-Signature=")[1]
+    assert signature not in caplog.text and signature not in repr(list(job.events.values()))
+    assert "X-Amz-Signature" not in caplog.text + job.error_details
+    assert job.state == JobState.ERROR and job.attempts == 1
+    assert job.error_code and job.error_type and job.error_request_id
+    assert job.url_encrypted == ""
+
+
+def test_it_marks_an_import_the_api_ends_in_error(api_on_sandbox) -> None:
+    job = run_submit(submit(api_on_sandbox, size=1 * GIB))  # smaller than the 10 GiB image
+    job = poll_until_final(job)
+    assert job.state == JobState.ERROR and job.error_code == "SnapshotError"
+    assert "Snapshot Size" in job.error_details
+
+
+def test_it_marks_an_expired_url_import_as_failed(api_on_sandbox) -> None:
+    job = submit(api_on_sandbox, expires=1)
+    ImportJob.objects.filter(pk=job.pk).update(enqueued_at=timezone.now())
+    wait_until(lambda: timezone.now() > job.url_expires_at + timedelta(seconds=1), seconds=5)
+    job = poll_until_final(run_submit(job))
+    assert job.state == JobState.ERROR
+
+
+def test_it_checks_permissions_only_on_a_dry_run(api_on_sandbox) -> None:
+    job = run_submit(submit(api_on_sandbox, dry_run=True))
+    assert job.state == JobState.COMPLETED and job.snapshot_id == ""
+    assert "Dry run" in job.events.last().message
+    assert snapshots_in(api_on_sandbox) == []
+
+
+def test_it_marks_a_vanished_snapshot(api_on_sandbox) -> None:
+    job = run_submit(submit(api_on_sandbox))
+    api_on_sandbox.call("DeleteSnapshot", {"SnapshotId": job.snapshot_id}).raise_for_status()
+    services.imports_poll()
+    job.refresh_from_db()
+    assert job.state == JobState.IN_PROGRESS  # within the grace period: may be eventual consistency
+    services.imports_poll(now=timezone.now() + services.VANISHED_GRACE + timedelta(seconds=5))
+    job.refresh_from_db()
+    assert job.state == JobState.ERROR and job.error_type == "SnapshotVanished"
+
+
+def test_it_keeps_following_a_slow_import_when_a_poll_fails(api_on_sandbox) -> None:
+    api_on_sandbox.set_speed(bytes_per_second=20_000)
+    job = run_submit(submit(api_on_sandbox))
+    api_on_sandbox.inject_fault("ReadSnapshots", "error", status=503, count=3)
+    for _ in range(3):
+        assert services.imports_poll().changed == 0
+    job.refresh_from_db()
+    assert job.state == JobState.IN_PROGRESS
+    api_on_sandbox.set_speed()
+    assert poll_until_final(job).state == JobState.COMPLETED
+
+
+def test_it_polls_every_in_flight_job_in_as_few_calls_as_the_api_allows(api_on_sandbox) -> None:
+    api_on_sandbox.set_speed(bytes_per_second=1_000)
+    jobs = [run_submit(submit(api_on_sandbox)) for _ in range(5)]
+    before = api_on_sandbox.state()["calls"].get("ReadSnapshots", 0)
+    summary = services.imports_poll()
+    assert summary.followed == len(jobs) and summary.api_calls == 1
+    assert api_on_sandbox.state()["calls"]["ReadSnapshots"] == before + 1
+
+
+def test_it_sweeps_jobs_the_broker_lost_or_a_dead_worker_held(api_on_sandbox, monkeypatch) -> None:
+    sent: list[str] = []
+    monkeypatch.setattr(
+        services, "import_enqueue", lambda *, job_id, countdown=0: sent.append(str(job_id)) or True
+    )
+    lost = submit(api_on_sandbox)
+    held = submit(api_on_sandbox)
+    assert held.claim_for_submission()
+    later = timezone.now() + services.STUCK_SUBMITTING_AFTER + timedelta(seconds=1)
+    summary = services.imports_sweep(now=later)
+    assert summary.requeued_stuck == 1 and summary.resent_queued == 1
+    assert sorted(sent) == sorted([str(lost.pk), str(held.pk)])
+    held.refresh_from_db()
+    assert held.state == JobState.QUEUED
