@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/portal
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run test lint types pytest bench clean
+.PHONY: run test lint types pytest bench clean screenshots
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ pytest: $(VENV)/.installed
 	$(PY) scripts/run_tests.py $(PYTEST_ARGS)
 
 test: lint types pytest
+
+# The README's screenshots, into docs/screenshots/ (needs Debian's chromium).
+screenshots: $(VENV)/.installed
+	$(PY) scripts/screenshots.py
 
 clean:
 	rm -rf $(VENV) var

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.apps import AppConfig
 
 
@@ -7,3 +9,44 @@ class ImporterConfig(AppConfig):
     name = "importer"
     verbose_name = "Snapshot imports"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Logins happen inside django.contrib.auth: its signals are the only place to see them.
+        from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
+
+        user_logged_in.connect(_audit_login, dispatch_uid="audit-login")
+        user_logged_out.connect(_audit_logout, dispatch_uid="audit-logout")
+        user_login_failed.connect(_audit_login_failed, dispatch_uid="audit-login-failed")
+
+
+def _audit_login(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
+    from importer import audit
+
+    audit.record(
+        action=audit.AuditAction.LOGIN, actor=user, ip=audit.client_ip(request) if request else None
+    )
+
+
+def _audit_logout(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
+    from importer import audit
+
+    if user is not None:
+        audit.record(
+            action=audit.AuditAction.LOGOUT,
+            actor=user,
+            ip=audit.client_ip(request) if request else None,
+        )
+
+
+def _audit_login_failed(
+    sender: Any, credentials: dict[str, Any], request: Any = None, **kwargs: Any
+) -> None:
+    from importer import audit
+
+    # Only the name tried: never the password Django already masks in `credentials`.
+    audit.record(
+        action=audit.AuditAction.LOGIN_FAILED,
+        actor_name=str(credentials.get("username", ""))[:150],
+        target=str(credentials.get("username", ""))[:150],
+        ip=audit.client_ip(request) if request else None,
+    )

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from importer import presigned
-from importer.models import GIB
+from importer.models import GIB, JobState
 
 # The largest volume OUTSCALE allows: 14,901 GiB.
 MAX_SNAPSHOT_SIZE = 14901 * GIB
@@ -163,3 +163,119 @@ class ImportSnapshotForm(forms.Form):
         """The uncompressed size the inspection found, when it could tell."""
         info = self.inspection.info if self.inspection else None
         return info.suggested_size if info else None
+
+
+# --- Team administration ------------------------------------------------------------------
+
+ROLE_CHOICES = [
+    ("operator", "Operator: imports and follows imports"),
+    ("admin", "Team admin: also history, members, credentials, deleting snapshots"),
+    ("auditor", "Auditor: reads everything, changes nothing"),
+]
+
+
+class MemberForm(forms.Form):
+    username = forms.CharField(
+        label="User name",
+        max_length=150,
+        error_messages={"required": "Enter the user name of an existing portal user."},
+    )
+    role = forms.ChoiceField(label="Role", choices=ROLE_CHOICES)
+
+
+class RoleForm(forms.Form):
+    role = forms.ChoiceField(label="Role", choices=ROLE_CHOICES)
+
+
+class CredentialsForm(forms.Form):
+    region = forms.ChoiceField(
+        label="Region", choices=[(region, region) for region in presigned.OUTSCALE_REGIONS]
+    )
+    endpoint = forms.URLField(
+        label="API endpoint",
+        required=False,
+        max_length=255,
+        assume_scheme="https",
+        help_text="Leave empty for https://api.{region}.outscale.com/api/v1.",
+    )
+    access_key = forms.CharField(label="Access key", max_length=64, strip=True)
+    secret_key = forms.CharField(
+        label="Secret key",
+        max_length=128,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        help_text="Stored encrypted; never shown again. Enter it again to replace it.",
+    )
+
+    def clean_endpoint(self) -> str:
+        endpoint: str = self.cleaned_data["endpoint"]
+        if endpoint and not endpoint.startswith("https://") and not settings.PORTAL_ALLOW_HTTP_URLS:
+            raise forms.ValidationError("The API endpoint must use https://.", code="not_https")
+        return endpoint.rstrip("/")
+
+    def clean_access_key(self) -> str:
+        key: str = self.cleaned_data["access_key"]
+        if not key.isascii() or not key.isalnum():
+            raise forms.ValidationError(
+                "An access key has letters and digits only; copy it again.", code="bad_key"
+            )
+        return key
+
+    def clean_secret_key(self) -> str:
+        secret: str = self.cleaned_data["secret_key"]
+        if not secret.isascii() or any(char.isspace() or not char.isprintable() for char in secret):
+            raise forms.ValidationError(
+                "A secret key has no spaces or control characters; copy it again.",
+                code="bad_secret",
+            )
+        return secret
+
+
+SORTS = {
+    "-created": ("-created_at", "-id"),
+    "created": ("created_at", "id"),
+    "name": ("name", "id"),
+    "-name": ("-name", "-id"),
+    "-size": ("-snapshot_size", "-id"),
+    "size": ("snapshot_size", "id"),
+}
+
+
+class HistoryFilterForm(forms.Form):
+    user = forms.CharField(label="User", required=False, max_length=150)
+    state = forms.ChoiceField(
+        label="State",
+        required=False,
+        choices=[("", "Any state"), *JobState.choices],
+    )
+    since = forms.DateField(
+        label="From", required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+    until = forms.DateField(
+        label="To", required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+    q = forms.CharField(label="Search", required=False, max_length=200)
+    sort = forms.ChoiceField(
+        label="Sort",
+        required=False,
+        choices=[
+            ("-created", "Newest first"),
+            ("created", "Oldest first"),
+            ("name", "Name A-Z"),
+            ("-name", "Name Z-A"),
+            ("-size", "Largest first"),
+            ("size", "Smallest first"),
+        ],
+    )
+
+
+class AuditFilterForm(forms.Form):
+    actor = forms.CharField(label="Who", required=False, max_length=150)
+    action = forms.CharField(label="Action", required=False, max_length=40)
+    since = forms.DateField(
+        label="From", required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+    until = forms.DateField(
+        label="To", required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+    q = forms.CharField(label="Target", required=False, max_length=200)

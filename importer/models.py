@@ -22,6 +22,68 @@ class WorkerHeartbeat(models.Model):
         return f"{self.hostname} at {self.seen_at:%Y-%m-%d %H:%M:%S}"
 
 
+class Team(models.Model):
+    """A team owns one OUTSCALE account: its Region, API endpoint and credentials.
+
+    Credentials are either the `OSC_*` environment's (the default team) or entered by a team
+    admin and stored encrypted; they are never shown back, only the access key's last characters.
+    """
+
+    name = models.CharField(max_length=100, unique=True)
+    region = models.CharField(max_length=40, default="eu-west-2")
+    endpoint = models.CharField(
+        max_length=255, blank=True, help_text="Empty: https://api.{region}.outscale.com/api/v1"
+    )
+    uses_environment_credentials = models.BooleanField(default=False)
+    access_key_encrypted = models.TextField(blank=True)
+    secret_key_encrypted = models.TextField(blank=True)
+    access_key_hint = models.CharField(max_length=8, blank=True)
+    credentials_updated_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def has_credentials(self) -> bool:
+        return self.uses_environment_credentials or bool(self.secret_key_encrypted)
+
+
+class Role(models.TextChoices):
+    OPERATOR = "operator", "Operator"
+    ADMIN = "admin", "Team admin"
+    AUDITOR = "auditor", "Auditor"
+
+
+# Who may change things in a team; auditors only read.
+IMPORTING_ROLES = (Role.OPERATOR, Role.ADMIN)
+
+
+class Membership(models.Model):
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=Role.choices)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["team__name", "user__username"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "team"], name="membership_user_team_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.team} as {self.role}"
+
+    @property
+    def can_import(self) -> bool:
+        return self.role in IMPORTING_ROLES
+
+
 class JobState(models.TextChoices):
     QUEUED = "queued", "Queued"
     SUBMITTING = "submitting", "Sending to the API"
@@ -69,6 +131,7 @@ class ImportJob(models.Model):
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="import_jobs")
     name = models.CharField(max_length=255)
     description = models.CharField(max_length=1000, blank=True)
     snapshot_size = models.BigIntegerField(help_text="SnapshotSize sent to the API, in bytes")
@@ -113,6 +176,9 @@ class ImportJob(models.Model):
             models.Index(fields=["-created_at"], name="job_created_idx"),
             models.Index(fields=["state", "-created_at"], name="job_state_created_idx"),
             models.Index(fields=["snapshot_id"], name="job_snapshot_idx"),
+            models.Index(fields=["team", "-created_at"], name="job_team_created_idx"),
+            models.Index(fields=["team", "state", "-created_at"], name="job_team_state_idx"),
+            models.Index(fields=["team", "submitted_by", "-created_at"], name="job_team_user_idx"),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(snapshot_size__gte=1), name="job_size_positive"),
@@ -145,6 +211,15 @@ class ImportJob(models.Model):
                 return False
             state = fields.get("state", self.state)
             ImportJobEvent.objects.create(job_id=self.pk, state=state, message=message, at=now)
+            # Imported here: the audit module builds on these models.
+            from importer import audit
+
+            audit.record(
+                action=audit.AuditAction.JOB_STATE,
+                team=self.team,
+                target=str(self.pk),
+                details={"state": state, "message": message},
+            )
         self.refresh_from_db()
         return True
 
@@ -249,3 +324,6 @@ class ImportJobEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%H:%M:%S} {self.state}: {self.message}"
+
+
+from importer.audit import AuditEvent  # noqa: E402,F401

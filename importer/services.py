@@ -7,21 +7,26 @@ The import path: view -> form -> `import_create` -> job row -> `submit_import` t
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
 
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.core.cache import cache as django_cache
 from django.db import transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
+from importer import audit
 from importer.crypto import DecryptionError, decrypt_text, encrypt_text
-from importer.models import ImportJob, ImportJobEvent, JobState, TagState
+from importer.models import ImportJob, ImportJobEvent, JobState, Membership, TagState, Team
 from importer.outscale import OscApiError, OscClient, OscCredentials, Snapshot
 from importer.presigned import PresignedUrl
 
@@ -73,12 +78,26 @@ def _client(endpoint: str, region: str, access_key: str, secret_key: str) -> Osc
     )
 
 
-def api_client() -> OscClient:
+def api_client(team: Team | None = None) -> OscClient:
+    """The client for a team's account; no team (or the default team) means the OSC_* one.
+
+    Raises ValueError when the team has no usable credentials.
+    """
+    if team is None or team.uses_environment_credentials:
+        return _client(
+            settings.OSC_ENDPOINT_API,
+            settings.OSC_REGION,
+            settings.OSC_ACCESS_KEY,
+            settings.OSC_SECRET_KEY,
+        )
+    if not team.secret_key_encrypted:
+        raise ValueError(f"team {team.name} has no OUTSCALE credentials yet")
+    endpoint = team.endpoint or f"https://api.{team.region}.outscale.com/api/v1"
     return _client(
-        settings.OSC_ENDPOINT_API,
-        settings.OSC_REGION,
-        settings.OSC_ACCESS_KEY,
-        settings.OSC_SECRET_KEY,
+        endpoint,
+        team.region,
+        decrypt_text(team.access_key_encrypted),
+        decrypt_text(team.secret_key_encrypted),
     )
 
 
@@ -87,16 +106,24 @@ def api_client() -> OscClient:
 
 def import_create(
     *,
+    team: Team,
     user: User,
     name: str,
     description: str,
     url: PresignedUrl,
     snapshot_size: int,
     dry_run: bool = False,
+    job_id: uuid.UUID | None = None,
+    ip: str | None = None,
 ) -> ImportJob:
-    """Saves the job (URL encrypted), then queues it once the row is committed."""
+    """Saves the job (URL encrypted), then queues it once the row is committed.
+
+    `job_id` lets the form's idempotency key become the job's id (and so its ClientToken).
+    """
     with transaction.atomic():
         job = ImportJob.objects.create(
+            id=job_id or uuid.uuid4(),
+            team=team,
             name=name,
             description=description,
             snapshot_size=snapshot_size,
@@ -113,6 +140,19 @@ def import_create(
             job=job,
             state=JobState.QUEUED,
             message=f"Submitted by {user.get_username()}" + (" as a dry run." if dry_run else "."),
+        )
+        audit.record(
+            action=audit.AuditAction.IMPORT_SUBMITTED,
+            actor=user,
+            team=team,
+            target=str(job.pk),
+            ip=ip,
+            details={
+                "name": name,
+                "object": job.url_redacted,
+                "snapshot_size": snapshot_size,
+                "dry_run": dry_run,
+            },
         )
         transaction.on_commit(lambda: import_enqueue(job_id=job.pk))
     return job
@@ -134,11 +174,11 @@ def import_enqueue(*, job_id: uuid.UUID, countdown: float = 0) -> bool:
 
 def import_submit(*, job_id: str) -> None:
     """Claims a queued job and sends CreateSnapshot, never creating a second snapshot."""
-    job = ImportJob.objects.filter(pk=job_id).first()
+    job = ImportJob.objects.select_related("team").filter(pk=job_id).first()
     if job is None or not job.claim_for_submission():
         return  # already taken by another worker, finished, or deleted
-    client = api_client()
     try:
+        client = api_client(job.team)
         if job.attempts > 1 and not job.dry_run:
             # An earlier attempt may have reached the API before its worker or answer was lost.
             existing = client.read_snapshots(client_tokens=[str(job.pk)])
@@ -155,6 +195,9 @@ def import_submit(*, job_id: str) -> None:
         )
     except DecryptionError as error:
         job.mark_failed(code="UrlUnreadable", type="PortalError", details=f"{error}; import again.")
+        return
+    except ValueError as error:  # the team has no credentials: nothing to retry until it has
+        job.mark_failed(code="NoCredentials", type="PortalError", details=str(error))
         return
     except OscApiError as error:
         _submit_failed(job, error)
@@ -219,11 +262,12 @@ def snapshot_tag_enqueue(*, job_id: uuid.UUID, countdown: float = 0) -> bool:
 
 def snapshot_tag(*, job_id: str, final_attempt: bool) -> None:
     """Tags the snapshot `Name`; a failure is shown on the job and does not fail the import."""
-    job = ImportJob.objects.filter(pk=job_id, tag_state=TagState.PENDING).first()
+    pending = ImportJob.objects.select_related("team").filter(pk=job_id, tag_state=TagState.PENDING)
+    job = pending.first()
     if job is None or not job.snapshot_id:
         return
     try:
-        request_id = api_client().create_tags(
+        request_id = api_client(job.team).create_tags(
             resource_ids=[job.snapshot_id], tags={"Name": job.name}
         )
     except OscApiError as error:
@@ -241,6 +285,16 @@ def _set_tag_state(job: ImportJob, tag_state: str, message: str, *, error: str =
         )
         if updated == 1:
             ImportJobEvent.objects.create(job=job, state=job.state, message=message[:2500])
+            audit.record(
+                action=audit.AuditAction.TAG_RESULT,
+                team=job.team,
+                target=str(job.pk),
+                details={
+                    "snapshot_id": job.snapshot_id,
+                    "tag_state": tag_state,
+                    "message": message,
+                },
+            )
 
 
 # --- Following progress ---------------------------------------------------------------------
@@ -255,19 +309,30 @@ class PollSummary:
 
 
 def imports_poll(*, now: datetime | None = None) -> PollSummary:
-    """One poll cycle: every in-flight job in as few ReadSnapshots calls as the API allows."""
+    """One poll cycle: every in-flight job, per team, in as few ReadSnapshots calls as possible."""
     now = now or timezone.now()
-    jobs = list(ImportJob.objects.in_flight())
-    if not jobs:
-        return PollSummary(followed=0, changed=0, finished=0, api_calls=0)
+    by_team: dict[int, list[ImportJob]] = {}
+    for job in ImportJob.objects.in_flight().select_related("team"):
+        by_team.setdefault(job.team_id, []).append(job)
+    followed = changed = finished = calls = 0
+    for jobs in by_team.values():
+        summary = _poll_team(jobs, now=now)
+        followed += summary.followed
+        changed += summary.changed
+        finished += summary.finished
+        calls += summary.api_calls
+    return PollSummary(followed=followed, changed=changed, finished=finished, api_calls=calls)
+
+
+def _poll_team(jobs: list[ImportJob], *, now: datetime) -> PollSummary:
     ids = sorted({job.snapshot_id for job in jobs})
     pages = 0
     snapshots: dict[str, Snapshot] = {}
     try:
-        for page in _snapshot_pages(ids):
+        for page in _snapshot_pages(api_client(jobs[0].team), ids):
             pages += 1
             snapshots.update((snapshot.snapshot_id, snapshot) for snapshot in page)
-    except OscApiError as error:
+    except (OscApiError, ValueError, DecryptionError) as error:
         # Never give up on an import because one poll failed: the next cycle asks again.
         logger.warning("Polling %d imports failed, will try again: %s", len(jobs), error)
         return PollSummary(followed=len(jobs), changed=0, finished=0, api_calls=pages)
@@ -275,8 +340,7 @@ def imports_poll(*, now: datetime | None = None) -> PollSummary:
     return PollSummary(followed=len(jobs), changed=changed, finished=finished, api_calls=pages)
 
 
-def _snapshot_pages(ids: list[str]) -> list[list[Snapshot]]:
-    client = api_client()
+def _snapshot_pages(client: OscClient, ids: list[str]) -> list[list[Snapshot]]:
     pages: list[list[Snapshot]] = []
     token: str | None = None
     seen_tokens: set[str] = set()
@@ -365,3 +429,166 @@ def imports_sweep(*, now: datetime | None = None) -> SweepSummary:
     for job_id in list(untagged.values_list("pk", flat=True)[:SWEEP_BATCH]):
         tags += snapshot_tag_enqueue(job_id=job_id)
     return SweepSummary(requeued_stuck=stuck, resent_queued=resent, resent_tags=tags)
+
+
+# --- Dashboard listing ----------------------------------------------------------------------
+
+# The dashboard waits this long for the API, then shows the local jobs with a banner.
+DASHBOARD_API_DEADLINE_SECONDS = 4.0
+# A listing is reused this long, so paging and filtering do not list the account again.
+DASHBOARD_CACHE_SECONDS = 15
+_listing_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="dashboard-listing")
+
+
+@dataclass(frozen=True)
+class DashboardSnapshots:
+    """The account's snapshots as the API lists them, or why they could not be listed."""
+
+    snapshots: tuple[Snapshot, ...]
+    problem: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.problem
+
+
+def _listing_cache_key(team: Team | None) -> str:
+    # Per team, endpoint and account: nobody sees a listing made with other credentials.
+    team_part = f"{team.pk}|{team.credentials_updated_at}" if team is not None else "-"
+    digest = hashlib.sha256(
+        f"{team_part}|{settings.OSC_ENDPOINT_API}|{settings.OSC_ACCESS_KEY}".encode()
+    ).hexdigest()[:24]
+    return f"dashboard-snapshots:{digest}"
+
+
+def _list_account_snapshots(client: OscClient, cache_key: str) -> tuple[Snapshot, ...]:
+    snapshots = tuple(client.iter_snapshots())
+    # Stored even when the page gave up waiting: the next page load gets it at once.
+    django_cache.set(cache_key, snapshots, DASHBOARD_CACHE_SECONDS)
+    return snapshots
+
+
+def snapshots_for_dashboard(
+    *, team: Team | None = None, deadline: float | None = None
+) -> DashboardSnapshots:
+    """Every snapshot of the account, never raising and never waiting past `deadline` seconds."""
+    cache_key = _listing_cache_key(team)
+    cached = django_cache.get(cache_key)
+    if cached is not None:
+        return DashboardSnapshots(snapshots=cached)
+    try:
+        client = api_client(team)
+    except ValueError as error:  # credentials missing: a configuration problem, shown as such
+        return DashboardSnapshots(snapshots=(), problem=f"The API is not configured: {error}.")
+    except Exception:
+        logger.exception("Dashboard: no API client")
+        return DashboardSnapshots(snapshots=(), problem="The API client could not be set up.")
+    future = _listing_pool.submit(_list_account_snapshots, client, cache_key)
+    wait = DASHBOARD_API_DEADLINE_SECONDS if deadline is None else deadline
+    try:
+        return DashboardSnapshots(snapshots=future.result(timeout=wait))
+    except FutureTimeout:
+        logger.warning("Dashboard: ReadSnapshots took longer than %.1f s", wait)
+        return DashboardSnapshots(
+            snapshots=(), problem=f"The OUTSCALE API did not answer within {wait:g} seconds."
+        )
+    except OscApiError as error:
+        logger.warning("Dashboard: ReadSnapshots failed: %s", error)
+        return DashboardSnapshots(snapshots=(), problem=f"The OUTSCALE API failed: {error}")
+    except Exception:  # a bug in the listing must not take the dashboard down with it
+        logger.exception("Dashboard: listing snapshots failed")
+        return DashboardSnapshots(snapshots=(), problem="Listing the API's snapshots failed.")
+
+
+# --- Teams: credentials, members, snapshots ---------------------------------------------------
+
+
+class SnapshotNotInAccount(Exception):
+    """The team's account has no such snapshot (it may be another team's)."""
+
+
+def team_credentials_set(
+    *,
+    team: Team,
+    actor: User,
+    region: str,
+    endpoint: str,
+    access_key: str,
+    secret_key: str,
+    ip: str | None,
+) -> None:
+    with transaction.atomic():
+        Team.objects.filter(pk=team.pk).update(
+            region=region,
+            endpoint=endpoint,
+            uses_environment_credentials=False,
+            access_key_encrypted=encrypt_text(access_key),
+            secret_key_encrypted=encrypt_text(secret_key),
+            access_key_hint=access_key[-4:],
+            credentials_updated_at=timezone.now(),
+        )
+        audit.record(
+            action=audit.AuditAction.CREDENTIALS_CHANGED,
+            actor=actor,
+            team=team,
+            target=team.name,
+            ip=ip,
+            details={
+                "region": region,
+                "endpoint": endpoint,
+                "access_key_ends_with": access_key[-4:],
+            },
+        )
+    team.refresh_from_db()
+
+
+def membership_set(*, team: Team, actor: User, user: User, role: str, ip: str | None) -> bool:
+    """Adds `user` to the team or changes their role. False when nothing changed."""
+    with transaction.atomic():
+        membership, created = Membership.objects.get_or_create(
+            team=team, user=user, defaults={"role": role}
+        )
+        if not created and membership.role == role:
+            return False
+        previous = None if created else membership.role
+        if not created:
+            Membership.objects.filter(pk=membership.pk).update(role=role)
+        audit.record(
+            action=audit.AuditAction.MEMBERSHIP_CHANGED,
+            actor=actor,
+            team=team,
+            target=user.get_username(),
+            ip=ip,
+            details={"role": role, "previous_role": previous},
+        )
+    return True
+
+
+def membership_remove(*, team: Team, actor: User, membership: Membership, ip: str | None) -> None:
+    with transaction.atomic():
+        membership.delete()
+        audit.record(
+            action=audit.AuditAction.MEMBERSHIP_CHANGED,
+            actor=actor,
+            team=team,
+            target=membership.user.get_username(),
+            ip=ip,
+            details={"role": None, "previous_role": membership.role},
+        )
+
+
+def snapshot_delete(*, team: Team, actor: User, snapshot_id: str, ip: str | None) -> str:
+    """Deletes a snapshot of the team's account; raises SnapshotNotInAccount or OscApiError."""
+    client = api_client(team)
+    if not client.read_snapshots(snapshot_ids=[snapshot_id]):
+        raise SnapshotNotInAccount(snapshot_id)
+    request_id = client.delete_snapshot(snapshot_id=snapshot_id)
+    audit.record(
+        action=audit.AuditAction.SNAPSHOT_DELETED,
+        actor=actor,
+        team=team,
+        target=snapshot_id,
+        ip=ip,
+        details={"request_id": request_id},
+    )
+    return request_id

@@ -49,6 +49,8 @@ class Emulator:
         self.state = state
         self.faults = faults
         self.stopping = threading.Event()
+        # Bumped by reset(): a delayed request from before a reset must not act on the new world.
+        self.generation = 0
 
     def handle_api(self, action: str, request: SignedRequest) -> Reply:
         request_id = errors.new_request_id()
@@ -72,7 +74,10 @@ class Emulator:
         if fault is not None and fault.kind == "error":
             raise errors.throttled(fault.status) if fault.status != 500 else errors.internal_error()
         if fault is not None and fault.kind in ("timeout", "slow"):
+            generation = self.generation
             self.stopping.wait(fault.delay)
+            if generation != self.generation:
+                raise errors.internal_error()  # reset meanwhile: act on nothing
         context = actions.Context(account, self.state, self.importer, self.region)
         result = actions.run(action, context, body)
         result["ResponseContext"] = {"RequestId": request_id}
@@ -110,6 +115,7 @@ class Emulator:
         return Reply(404, {"error": f"no admin endpoint {method} {ADMIN_PREFIX}{name}"})
 
     def reset(self) -> None:
+        self.generation += 1
         self.faults.clear()
         self.state.reset()
         self.importer.set_speed(None)

@@ -115,6 +115,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "template_partials",
+    "axes",
     "importer",
 ]
 
@@ -128,7 +129,21 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes requires: it turns a locked-out login into its lock-out answer.
+    "axes.middleware.AxesMiddleware",
 ]
+
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Lock a user name out from one address after 5 failed logins, for 15 minutes.
+AXES_FAILURE_LIMIT = env_int("PORTAL_LOGIN_FAILURE_LIMIT", 5, minimum=1, maximum=100)
+AXES_COOLOFF_TIME = env_int("PORTAL_LOGIN_LOCKOUT_MINUTES", 15, minimum=1, maximum=24 * 60) / 60
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False
 
 ROOT_URLCONF = "snapshots_portal.urls"
 WSGI_APPLICATION = "snapshots_portal.wsgi.application"
@@ -143,6 +158,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "importer.context_processors.portal",
             ],
         },
     },
@@ -214,6 +230,9 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 
+# Behind a TLS proxy: trust its X-Forwarded-Proto (and, for audit, X-Forwarded-For).
+PORTAL_BEHIND_TLS_PROXY = env_bool("PORTAL_BEHIND_TLS_PROXY", False)
+
 if not DEBUG:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
@@ -224,7 +243,7 @@ if not DEBUG:
     if not SECURE_HSTS_PRELOAD:
         # Opting out of the browser preload list is a deliberate choice, not an oversight.
         SILENCED_SYSTEM_CHECKS = ["security.W021"]
-    if env_bool("PORTAL_BEHIND_TLS_PROXY", False):
+    if PORTAL_BEHIND_TLS_PROXY:
         # The proxy terminates TLS and says so in this header; trust it only behind that proxy.
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
@@ -315,6 +334,8 @@ LOGGING: dict[str, Any] = {
         "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]}
     },
     "root": {"handlers": ["console"], "level": env_str("PORTAL_LOG_LEVEL", "INFO").upper()},
+    # django-axes logs every successful login at INFO; the audit log already records them.
+    "loggers": {"axes": {"level": "WARNING"}},
 }
 
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)

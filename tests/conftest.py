@@ -75,7 +75,12 @@ class WorkerProcess:
 
 
 def start_worker(
-    log_path: Path, *, with_beat: bool, queues: str | None = None, **env: str
+    log_path: Path,
+    *,
+    with_beat: bool,
+    queues: str | None = None,
+    solo: bool = False,
+    **env: str,
 ) -> WorkerProcess:
     """A real `celery -A snapshots_portal worker` process on the configured broker."""
     from snapshots_portal.celery import app
@@ -98,6 +103,9 @@ def start_worker(
     ]
     if queues:
         command += ["--queues", queues]
+    if solo:
+        # One process: a SIGKILL ends all the work it holds, with no orphaned pool child.
+        command += ["--pool", "solo"]
     if with_beat:
         command += ["--beat", "--schedule", str(log_path.with_suffix(".schedule"))]
     log = log_path.open("wb")

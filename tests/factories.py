@@ -10,7 +10,7 @@ from botocore.config import Config
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from importer.models import ImportJob
+from importer.models import ImportJob, Membership, Role, Team
 
 OOS_ENDPOINT = "https://oos.eu-west-2.outscale.com"
 
@@ -34,12 +34,27 @@ def oos_presigned_url(
     )
 
 
-def make_user(username: str = "alice", password: str = "a-long-test-password") -> User:
-    return User.objects.create_user(username=username, password=password)
+def make_team(name: str = "ops", **fields: Any) -> Team:
+    fields.setdefault("uses_environment_credentials", True)
+    return Team.objects.get_or_create(name=name, defaults=fields)[0]
+
+
+def make_user(
+    username: str = "alice",
+    password: str = "a-long-test-password",
+    *,
+    team: Team | None = None,
+    role: str = Role.OPERATOR,
+) -> User:
+    """A user, by default an operator of the team `ops`."""
+    user = User.objects.create_user(username=username, password=password)
+    Membership.objects.create(user=user, team=team or make_team(), role=role)
+    return user
 
 
 def make_job(user: User, **fields: Any) -> ImportJob:
     defaults: dict[str, Any] = {
+        "team": user.memberships.first().team,
         "name": "backup-volume",
         "snapshot_size": 10 * 1024**3,
         "submitted_by": user,

@@ -26,6 +26,7 @@ def submit(
     url = parse_presigned_url(raw, policy=UrlPolicy(allow_http=True), now=timezone.now())
     user = make_user() if not ImportJob.objects.exists() else ImportJob.objects.first().submitted_by
     return services.import_create(
+        team=user.memberships.first().team,
         user=user,
         name="été backup",
         description="nightly",

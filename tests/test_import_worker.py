@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import gzip
+import os
+import socket
+import subprocess
+import time
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -19,6 +24,7 @@ from tests.conftest import sandbox_env, start_worker, wait_until
 from tests.factories import make_user
 
 GIB = 1024**3
+ACCEPTED = [JobState.IN_PROGRESS, JobState.COMPLETED]
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
@@ -132,6 +138,7 @@ def test_it_loses_nothing_and_duplicates_nothing_when_a_worker_is_killed(
         with_beat=False,
         **sandbox_env(api_on_sandbox),
         queues="doomed",
+        solo=True,
     )
     monkeypatch.setattr(services, "import_enqueue", lambda **kwargs: True)
     client.force_login(make_user("operator1"))
@@ -156,12 +163,91 @@ def test_it_loses_nothing_and_duplicates_nothing_when_a_worker_is_killed(
             now=timezone.now() + services.STUCK_SUBMITTING_AFTER + timedelta(seconds=1)
         )
         assert summary.requeued_stuck == 1
+        # The session worker's beat may already have polled it to completed.
         wait_until(
-            lambda: ImportJob.objects.filter(pk=job.pk, state=JobState.IN_PROGRESS).exists(),
-            seconds=30,
+            lambda: ImportJob.objects.filter(pk=job.pk, state__in=ACCEPTED).exists(), seconds=30
         )
     finally:
         survivor.stop()
     state = api_on_sandbox.state()
     assert len(state["snapshots"][api_on_sandbox.account.account_id]) == 1
     assert state["create_snapshot_calls_by_client_token"] == {str(job.pk): 1}
+
+
+@contextmanager
+def celery_broker(url: str):
+    """Points this process's Celery publisher at another broker, as a restart with it would."""
+    from snapshots_portal.celery import app
+
+    def reconnect(broker_url: str) -> None:
+        # Celery reads CELERY_BROKER_URL from the environment before its own settings.
+        os.environ["CELERY_BROKER_URL"] = broker_url
+        app.conf.broker_url = broker_url
+        app._pool = None
+        app.amqp._producer_pool = None
+
+    previous = os.environ.get("CELERY_BROKER_URL", app.conf.broker_url)
+    reconnect(url)
+    try:
+        yield
+    finally:
+        reconnect(previous)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_it_keeps_a_job_submitted_while_the_broker_is_down_and_sends_it_later(
+    api_on_sandbox, client, tmp_path, caplog
+) -> None:
+    port = free_port()
+    broker_url = f"redis://127.0.0.1:{port}/0"
+    client.force_login(make_user("operator1"))
+    with celery_broker(broker_url):
+        started = time.monotonic()
+        job, _ = post_import(client, api_on_sandbox)  # nothing listens on the broker's port
+        assert time.monotonic() - started < 10
+        assert job.state == JobState.QUEUED
+        assert "stays queued for the sweeper" in caplog.text
+        assert "Queued" in client.get(f"/imports/{job.pk}").content.decode()
+
+        broker = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        worker = None
+        try:
+            wait_until(lambda: redis.Redis(port=port, socket_timeout=1).ping(), seconds=20)
+            worker = start_worker(
+                tmp_path / "after.log",
+                with_beat=False,
+                CELERY_BROKER_URL=broker_url,
+                **sandbox_env(api_on_sandbox),
+            )
+            later = timezone.now() + services.LOST_IN_QUEUE_AFTER + timedelta(seconds=1)
+            assert services.imports_sweep(now=later).resent_queued == 1
+            wait_until(
+                lambda: ImportJob.objects.filter(
+                    pk=job.pk, state__in=[JobState.IN_PROGRESS, JobState.COMPLETED]
+                ).exists(),
+                seconds=30,
+            )
+        finally:
+            if worker:
+                worker.stop()
+            broker.terminate()
+            broker.wait(timeout=10)
+    assert len(api_on_sandbox.state()["snapshots"][api_on_sandbox.account.account_id]) == 1

@@ -1,25 +1,42 @@
-"""Creates the demo login for a local run (safe to run twice); refuses to run with DEBUG=0."""
+"""Creates the demo team and one login per role for a local run (safe to run twice).
+
+It refuses to run with DEBUG=0: it sets known passwords, printed on purpose.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError
 
-DEMO_USERNAME = "operator"
-DEMO_PASSWORD = "operator-demo-password"  # noqa: S105 - a local demo login, printed on purpose
+from importer.models import Membership, Role, Team
+
+DEMO_TEAM = "demo"
+DEMO_USERS = {
+    "operator": ("operator-demo-password", Role.OPERATOR),
+    "admin": ("admin-demo-password", Role.ADMIN),
+    "auditor": ("auditor-demo-password", Role.AUDITOR),
+}
 
 
 class Command(BaseCommand):
-    help = "Create the demo login used by the README's run command (local runs only)."
+    help = "Create the demo team and logins used by the README's run command (local runs only)."
 
     def handle(self, *args: Any, **options: Any) -> None:
         if not settings.DEBUG:
-            raise CommandError("portal_demo creates a known password: it only runs with DEBUG=1.")
-        user, created = get_user_model().objects.get_or_create(username=DEMO_USERNAME)
-        if created:
-            user.set_password(DEMO_PASSWORD)
-            user.save(update_fields=["password"])
-        self.stdout.write(f"  Demo login: {DEMO_USERNAME} / {DEMO_PASSWORD}")
+            raise CommandError("portal_demo sets known passwords: it only runs with DEBUG=1.")
+        # The demo team uses the OSC_* environment: the sandbox in a local run.
+        team, _ = Team.objects.get_or_create(
+            name=DEMO_TEAM,
+            defaults={"uses_environment_credentials": True, "region": settings.OSC_REGION},
+        )
+        self.stdout.write(f"  Demo team {team.name!r} on {settings.OSC_ENDPOINT_API}; logins:")
+        for username, (password, role) in DEMO_USERS.items():
+            user, created = User.objects.get_or_create(username=username)
+            if created or not user.check_password(password):
+                user.set_password(password)
+                user.save(update_fields=["password"])
+            Membership.objects.update_or_create(user=user, team=team, defaults={"role": role})
+            self.stdout.write(f"    {username:9} / {password}   ({role.label})")

@@ -1,0 +1,191 @@
+// Snapshots Portal: the IMPORT SNAPSHOT dialog and the dashboard's live progress.
+// Loaded as a file (no inline script) so that a strict Content-Security-Policy can be set.
+(function () {
+  "use strict";
+
+  var GIB = 1024 * 1024 * 1024;
+
+  // --- The dialog -------------------------------------------------------------------------
+
+  var opener = null;
+
+  function openDialog(dialog, from) {
+    opener = from || document.activeElement;
+    dialog.showModal();
+    var first = dialog.querySelector("input:not([type=hidden]), textarea, select");
+    if (first) first.focus();
+  }
+
+  function closeDialog(dialog) {
+    if (dialog && dialog.open) dialog.close();
+  }
+
+  document.addEventListener("click", function (event) {
+    var target = event.target instanceof Element ? event.target : null;
+    if (!target) return;
+    var open = target.closest("[data-dialog-open]");
+    if (open) {
+      var dialog = document.getElementById(open.getAttribute("data-dialog-open"));
+      // Without <dialog> support the link goes on to the page with the same form.
+      if (dialog && typeof dialog.showModal === "function") {
+        event.preventDefault();
+        openDialog(dialog, open);
+      }
+      return;
+    }
+    var close = target.closest("[data-dialog-close]");
+    if (close) {
+      closeDialog(close.closest("dialog"));
+      return;
+    }
+    var use = target.closest("[data-use-size]");
+    if (use) {
+      var form = use.closest("form");
+      var size = form && form.querySelector("[name=snapshot_size]");
+      if (size) {
+        size.value = use.getAttribute("data-use-size");
+        size.dispatchEvent(new Event("input", { bubbles: true }));
+        size.focus();
+      }
+    }
+  });
+
+  // Focus goes back to what opened the dialog, whatever closed it (Escape, Cancel, success).
+  document.addEventListener(
+    "close",
+    function (event) {
+      if (event.target instanceof HTMLDialogElement && opener && document.contains(opener)) {
+        opener.focus();
+      }
+    },
+    true
+  );
+
+  document.addEventListener("portal:imported", function () {
+    closeDialog(document.getElementById("import-dialog"));
+  });
+
+  // --- The GiB equivalent of the Snapshot Size, shown live ----------------------------------
+
+  function formatGib(text) {
+    var digits = (text || "").replace(/[\s_]/g, "");
+    if (!digits) return "";
+    if (!/^\d+$/.test(digits)) return "Enter a whole number of bytes.";
+    var bytes = Number(digits);
+    if (bytes % GIB === 0) return "= " + bytes / GIB + " GiB";
+    var gib = bytes / GIB;
+    return gib < 0.01 ? "= less than 0.01 GiB" : "= " + gib.toFixed(2) + " GiB";
+  }
+
+  function refreshGib(root) {
+    var outputs = (root || document).querySelectorAll("[data-gib-for]");
+    outputs.forEach(function (output) {
+      var input = document.getElementById(output.getAttribute("data-gib-for"));
+      if (input) output.textContent = formatGib(input.value);
+    });
+  }
+
+  document.addEventListener("input", function (event) {
+    var target = event.target;
+    if (target instanceof HTMLInputElement && target.name === "snapshot_size") refreshGib();
+  });
+
+  // --- Live progress: one poll per page and interval ----------------------------------------
+  // The rows in flight carry a hidden `v` input (job id and the version the page shows); the
+  // poller sends them all in one request. 200: rows changed (swapped out of band), poll again
+  // soon. 204: nothing changed, wait longer (2, 4, 8, 16, then 30 s). 286: nothing sent is in
+  // flight any more, stop. Nothing is sent while the tab is hidden.
+
+  var MIN_DELAY = 2000;
+  var MAX_DELAY = 30000;
+  var delay = MIN_DELAY;
+  var timer = null;
+  var busy = false;
+  var waitingForVisible = false;
+  var sent = [];
+
+  function poller() {
+    return document.querySelector("[data-poller]");
+  }
+
+  function trackedIds() {
+    return Array.prototype.map.call(document.querySelectorAll("[data-poll-version]"), function (el) {
+      return el.value.split(".")[0];
+    });
+  }
+
+  // Shown on the poller element, for people reading the DOM and for the browser tests.
+  function setState(state) {
+    var element = poller();
+    if (element) element.setAttribute("data-poll-state", state);
+  }
+
+  function schedule(ms) {
+    if (timer) clearTimeout(timer);
+    timer = null;
+    if (!poller() || trackedIds().length === 0) {
+      setState("stopped");
+      return;
+    }
+    setState("waiting " + ms / 1000 + "s");
+    timer = setTimeout(fire, ms);
+  }
+
+  function fire() {
+    timer = null;
+    var element = poller();
+    if (!element || busy) return;
+    if (document.visibilityState !== "visible") {
+      waitingForVisible = true;
+      setState("paused");
+      return;
+    }
+    sent = trackedIds();
+    if (sent.length === 0) return;
+    busy = true;
+    setState("requesting");
+    htmx.trigger(element, "portalpoll");
+  }
+
+  document.addEventListener("visibilitychange", function () {
+    if (document.visibilityState === "visible" && waitingForVisible) {
+      waitingForVisible = false;
+      fire();
+    }
+  });
+
+  document.addEventListener("htmx:afterRequest", function (event) {
+    if (event.target !== poller()) return;
+    busy = false;
+    var status = event.detail.xhr ? event.detail.xhr.status : 0;
+    if (status === 286) {
+      // Rows added since the request (a new import) still need following.
+      var fresh = trackedIds().filter(function (id) {
+        return sent.indexOf(id) === -1;
+      });
+      delay = MIN_DELAY;
+      if (fresh.length) schedule(delay);
+      else setState("stopped");
+      return;
+    }
+    delay = status === 200 ? MIN_DELAY : Math.min(delay * 2, MAX_DELAY);
+    schedule(delay);
+  });
+
+  // New content (the page itself, a row added by the dialog): start following it.
+  function onLoad(content) {
+    refreshGib(content);
+    if (!timer && !busy && !waitingForVisible && trackedIds().length) {
+      delay = MIN_DELAY;
+      schedule(delay);
+    }
+  }
+
+  if (window.htmx) {
+    htmx.onLoad(onLoad);
+  } else {
+    document.addEventListener("DOMContentLoaded", function () {
+      onLoad(document.body);
+    });
+  }
+})();

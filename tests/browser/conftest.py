@@ -1,0 +1,60 @@
+"""Playwright driving Debian's Chromium against pytest-django's live server."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from importer.models import Membership, Role, Team
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+PASSWORD = "a-long-browser-test-password"  # noqa: S105 - a throwaway test login
+
+expect.set_options(timeout=20_000)
+# Playwright's sync API keeps an event loop in this thread; the ORM calls made here in between
+# are ordinary blocking ones, which Django would otherwise refuse.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    opened = context.new_page()
+    yield opened
+    context.close()
+
+
+@pytest.fixture
+def operator(transactional_db: Any) -> User:
+    """A user who may import, in the team whose account is the OSC_* environment's."""
+    user = User.objects.create_user("operator1", password=PASSWORD)
+    team, _ = Team.objects.get_or_create(
+        name="default", defaults={"uses_environment_credentials": True}
+    )
+    Membership.objects.create(user=user, team=team, role=Role.OPERATOR)
+    return user
+
+
+@pytest.fixture
+def logged_in(page: Page, live_server: Any, operator: User) -> Page:
+    """Logs in through the real form, as a person would."""
+    page.goto(f"{live_server.url}/login/")
+    page.get_by_label("User name").fill(operator.username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Snapshots", exact=True)).to_be_visible()
+    return page

@@ -1,0 +1,175 @@
+"""Every URL pattern, as anonymous, operator, admin and auditor, with GET and POST."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from importer.models import JobState, Membership, Role
+from tests.factories import make_job, make_team, make_user
+
+pytestmark = pytest.mark.django_db
+
+ANONYMOUS = "anonymous"
+ROLES = (Role.OPERATOR, Role.AUDITOR, Role.ADMIN)  # admin last: it may delete the sample objects
+EVERYONE = (*ROLES,)
+IMPORTERS = (Role.OPERATOR, Role.ADMIN)
+READERS = (Role.ADMIN, Role.AUDITOR)
+ADMINS = (Role.ADMIN,)
+PUBLIC = "public"
+# url name -> {method: who may use it}. A method missing here must answer 405 (or 403/redirect
+# for someone who may not use the URL at all). Every URL pattern must be listed.
+TABLE: dict[str, dict[str, tuple[str, ...] | str]] = {
+    "login": {"GET": PUBLIC, "POST": PUBLIC},
+    "logout": {"POST": PUBLIC},
+    "healthz": {"GET": PUBLIC},
+    "dashboard": {"GET": EVERYONE},
+    "imports_poll": {"GET": EVERYONE},
+    "import_detail": {"GET": EVERYONE},
+    "import_new": {"GET": IMPORTERS, "POST": IMPORTERS},
+    "import_inspect": {"POST": IMPORTERS},
+    "import_retry": {"GET": IMPORTERS, "POST": IMPORTERS},
+    "history": {"GET": READERS},
+    "history_csv": {"GET": READERS},
+    "audit_log": {"GET": READERS},
+    "audit_log_csv": {"GET": READERS},
+    "team_members": {"GET": ADMINS, "POST": ADMINS},
+    "member_role": {"POST": ADMINS},
+    "member_remove": {"POST": ADMINS},
+    "team_credentials": {"GET": ADMINS, "POST": ADMINS},
+    "team_switch": {"POST": EVERYONE},
+    "snapshot_delete": {"POST": ADMINS},
+}
+ALLOWED = {200, 204, 286, 302, 422}
+
+
+def url_names(patterns=None) -> Iterator[URLPattern]:
+    for pattern in patterns if patterns is not None else get_resolver().url_patterns:
+        if isinstance(pattern, URLResolver):
+            yield from url_names(pattern.url_patterns)
+        else:
+            yield pattern
+
+
+@pytest.fixture
+def cast():
+    team = make_team("ops")
+    users = {role: make_user(f"{role}-user", team=team, role=role) for role in ROLES}
+    job = make_job(users[Role.OPERATOR])
+    failed = make_job(users[Role.OPERATOR], name="failed one")
+    failed.mark_failed(code="4045", type="InvalidParameterValue", details="too small")
+    extra = make_user("someone-else", team=team, role=Role.OPERATOR)
+    membership = Membership.objects.get(user=extra)
+    kwargs = {
+        "import_detail": {"job_id": job.pk},
+        "import_retry": {"job_id": failed.pk},
+        "member_role": {"membership_id": membership.pk},
+        "member_remove": {"membership_id": membership.pk},
+        "snapshot_delete": {"snapshot_id": "snap-00000000"},
+    }
+    data = {"team_switch": {"team": str(team.pk)}, "member_role": {"role": Role.AUDITOR}}
+    return {"users": users, "kwargs": kwargs, "data": data, "team": team}
+
+
+def test_it_lists_every_url_pattern_in_the_permission_table() -> None:
+    names = {pattern.name for pattern in url_names()}
+    assert names == set(TABLE), f"unlisted: {names - set(TABLE)}, gone: {set(TABLE) - names}"
+
+
+def expected(name: str, method: str, who: str) -> set[int]:
+    allowed = TABLE[name].get(method)
+    public = TABLE[name].get("GET") == PUBLIC or TABLE[name].get("POST") == PUBLIC
+    if who == ANONYMOUS and not public:
+        return {302}  # to the login page
+    if allowed is None:
+        return {405} if (who != ANONYMOUS and _may_use(name, who)) or public else {403, 405}
+    if allowed == PUBLIC or who in allowed:
+        return ALLOWED | ({404} if name == "snapshot_delete" else set())
+    return {403}
+
+
+def _may_use(name: str, who: str) -> bool:
+    return any(roles == PUBLIC or who in roles for roles in TABLE[name].values())
+
+
+@pytest.mark.parametrize("who", [ANONYMOUS, *ROLES])
+def test_it_answers_each_url_as_the_table_says(cast, who, api_on_sandbox) -> None:
+    failures = []
+    for pattern in url_names():
+        name = pattern.name
+        path = reverse(name, kwargs=cast["kwargs"].get(name, {}))
+        for method in ("GET", "POST"):
+            client = Client()
+            if who != ANONYMOUS:
+                client.force_login(cast["users"][who])
+            if method == "GET":
+                response = client.get(path)
+            else:
+                response = client.post(path, cast["data"].get(name, {}))
+            allowed = expected(name, method, who)
+            if response.status_code not in allowed:
+                failures.append(
+                    f"{method} {path} as {who}: {response.status_code}, wanted {sorted(allowed)}"
+                )
+            if (
+                who == ANONYMOUS
+                and response.status_code == 302
+                and 302 in allowed
+                and name not in ("login", "logout")
+            ):
+                assert response["Location"].startswith("/login/"), (method, path)
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("who", ROLES)
+def test_it_enforces_csrf_on_every_post(cast, who) -> None:
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(cast["users"][who])
+    for pattern in url_names():
+        if "POST" not in TABLE[pattern.name] or pattern.name == "login":
+            continue
+        path = reverse(pattern.name, kwargs=cast["kwargs"].get(pattern.name, {}))
+        response = client.post(path, cast["data"].get(pattern.name, {}))
+        assert response.status_code == 403, (
+            f"POST {path} without a CSRF token: {response.status_code}"
+        )
+
+
+def test_it_hides_each_teams_jobs_from_the_other_team_both_ways(client) -> None:
+    red, blue = make_team("red"), make_team("blue")
+    red_user = make_user("red-op", team=red)
+    blue_user = make_user("blue-admin", team=blue, role=Role.ADMIN)
+    red_job = make_job(red_user, name="red secret")
+    blue_job = make_job(blue_user, name="blue secret")
+    blue_job.mark_failed(code="1", type="X", details="y")
+    for user, own, other in ((red_user, red_job, blue_job), (blue_user, blue_job, red_job)):
+        client.force_login(user)
+        assert client.get(f"/imports/{own.pk}").status_code == 200
+        assert client.get(f"/imports/{other.pk}").status_code == 404
+        assert client.get(f"/imports/{other.pk}/retry").status_code in (403, 404)
+        page = client.get("/").content.decode()
+        assert own.name in page and other.name not in page
+        assert client.post("/team/switch", {"team": str(other.team_id)}).status_code == 404
+    client.force_login(blue_user)
+    history = client.get("/history/").content.decode()
+    assert "blue secret" in history and "red secret" not in history
+
+
+def test_it_shows_no_import_button_to_an_auditor(client) -> None:
+    client.force_login(make_user("auditor1", role=Role.AUDITOR))
+    page = client.get("/").content.decode()
+    assert "Import Snapshot" not in page
+    assert client.post("/imports/new", {}).status_code == 403
+
+
+def test_it_forgets_nothing_of_the_jobs_state_for_a_retry(client) -> None:
+    operator = make_user("op1")
+    job = make_job(operator, name="to retry", snapshot_size=5 * 1024**3)
+    job.mark_failed(code="4045", type="InvalidParameterValue", details="URL expired")
+    client.force_login(operator)
+    page = client.get(f"/imports/{job.pk}/retry").content.decode()
+    assert 'value="to retry"' in page and str(5 * 1024**3) in page
+    assert job.state == JobState.ERROR
