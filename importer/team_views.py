@@ -83,22 +83,25 @@ def _query_without_page(request: HttpRequest) -> str:
     return query.urlencode()
 
 
+def _paged(request: HttpRequest, rows: QuerySet[Any]) -> dict[str, Any]:
+    """One page of `rows`, and whether another follows, without counting them all."""
+    page = _page_number(request)
+    start = (page - 1) * PAGE_SIZE
+    # One row more than shown says whether there is a next page.
+    fetched = list(rows[start : start + PAGE_SIZE + 1])
+    return {
+        "rows": fetched[:PAGE_SIZE],
+        "page": page,
+        "has_next": len(fetched) > PAGE_SIZE,
+        "query": _query_without_page(request),
+    }
+
+
 @require_role(*READERS_OF_HISTORY)
 @require_GET
 def history(request: HttpRequest) -> HttpResponse:
     form = HistoryFilterForm(request.GET or None)
-    page = _page_number(request)
-    start = (page - 1) * PAGE_SIZE
-    # One row more than shown says whether there is a next page, without counting them all.
-    rows = list(_history_jobs(request, form)[start : start + PAGE_SIZE + 1])
-    context = {
-        "form": form,
-        "jobs": rows[:PAGE_SIZE],
-        "page": page,
-        "has_next": len(rows) > PAGE_SIZE,
-        "query": _query_without_page(request),
-        "team": permissions.current_team(request),
-    }
+    context = {"form": form, **_paged(request, _history_jobs(request, form))}
     return render(request, "importer/history.html", context)
 
 
@@ -214,16 +217,10 @@ def _audit_events(request: HttpRequest, form: AuditFilterForm) -> QuerySet[audit
 @require_GET
 def audit_log(request: HttpRequest) -> HttpResponse:
     form = AuditFilterForm(request.GET or None)
-    page = _page_number(request)
-    start = (page - 1) * PAGE_SIZE
-    rows = list(_audit_events(request, form)[start : start + PAGE_SIZE + 1])
     context = {
         "form": form,
-        "events": rows[:PAGE_SIZE],
-        "page": page,
-        "has_next": len(rows) > PAGE_SIZE,
-        "query": _query_without_page(request),
         "actions": audit.AuditAction.choices,
+        **_paged(request, _audit_events(request, form)),
     }
     return render(request, "importer/audit_log.html", context)
 
