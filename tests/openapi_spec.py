@@ -14,7 +14,9 @@ from typing import Any
 import yaml
 from openapi_schema_validator import OAS30Validator, oas30_format_checker
 
-SPEC_PATH = Path(os.environ.get("OUTSCALE_SPEC", "/work/shared/reference/outscale.yaml"))
+# The spec lives in shared/reference beside the project checkout (as in CI), unless told.
+_BESIDE_CHECKOUT = Path(__file__).resolve().parent.parent.parent / "shared" / "reference"
+SPEC_PATH = Path(os.environ.get("OUTSCALE_SPEC", _BESIDE_CHECKOUT / "outscale.yaml"))
 
 
 @functools.cache
@@ -67,7 +69,7 @@ def validate_request(action: str, body: dict[str, Any]) -> None:
     _validator(request_schema_name(action)).validate(body)
 
 
-def validate_response(action: str, body: dict[str, Any], status: int) -> None:
+def validate_response(action: str, body: dict[str, Any], status: int = 200) -> None:
     _validator(response_schema_name(action, status)).validate(body)
     if status >= 400 and not body.get("Errors"):
         raise AssertionError(f"an error response ({status}) without Errors: {body}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import hmac
 import http.client
@@ -13,11 +12,9 @@ import pickle
 from datetime import UTC, datetime
 from typing import Any
 
-import openapi_schema_validator
 import pytest
 import requests
 import responses
-import yaml
 from osc_sdk_python.authentication import Authentication
 from osc_sdk_python.credentials import Profile
 from urllib3.exceptions import ProtocolError
@@ -30,9 +27,7 @@ from importer.outscale import (
     OscCredentials,
     Snapshot,
 )
-from tests.conftest import ROOT
-
-SPEC_PATH = ROOT.parent / "shared" / "reference" / "outscale.yaml"
+from tests.openapi_spec import validate_request, validate_response
 
 ACCESS_KEY = "AKTESTPORTAL0123456789"
 SECRET_KEY = "sEcReT/KeY+for-the-client-tests-0123456789"
@@ -50,35 +45,6 @@ PRESIGNED_URL = (
 REQUEST_ID = "0475ca1e-d0c5-441d-712a-da55a4175157"
 # Strings that must never leak into errors, reprs or logs.
 SECRETS = (SECRET_KEY, ACCESS_KEY, URL_SIGNATURE, "X-Amz-Credential=AKOOS")
-
-
-# --- The request and response schemas of the official spec ---------------------------------------
-
-
-@functools.cache
-def _spec() -> dict[str, Any]:
-    with SPEC_PATH.open() as handle:
-        spec: dict[str, Any] = yaml.load(handle, Loader=yaml.CSafeLoader)  # noqa: S506 - safe
-    return spec
-
-
-def _validate(schema: dict[str, Any], instance: Any) -> None:
-    validator = openapi_schema_validator.OAS30Validator(
-        {**schema, "components": _spec()["components"]},
-        format_checker=openapi_schema_validator.oas30_format_checker,
-    )
-    errors = [f"{list(e.path)}: {e.message}" for e in validator.iter_errors(instance)]
-    assert not errors, errors
-
-
-def validate_request(action: str, body: Any) -> None:
-    operation = _spec()["paths"][f"/{action}"]["post"]
-    _validate(operation["requestBody"]["content"]["application/json"]["schema"], body)
-
-
-def validate_response(action: str, body: Any, status: int = 200) -> None:
-    operation = _spec()["paths"][f"/{action}"]["post"]
-    _validate(operation["responses"][str(status)]["content"]["application/json"]["schema"], body)
 
 
 # --- Fakes ---------------------------------------------------------------------------------------
