@@ -1,23 +1,30 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.http import HttpRequest
+from django.utils.functional import SimpleLazyObject
 
 from importer import permissions
 from importer.models import Role
 
 
-def portal(request: HttpRequest) -> dict[str, object]:
-    """The current team and role, for the header, the team switcher and the navigation."""
+def portal(request: HttpRequest) -> dict[str, Any]:
+    """The current team and role, for the header, the team switcher and the navigation.
+
+    Lazy: a fragment that shows none of them (the poll) costs no query for them.
+    """
     if not getattr(request, "user", None) or not request.user.is_authenticated:
         return {}
-    membership = permissions.current_membership(request)
-    role = membership.role if membership else None
+
+    def role() -> str | None:
+        return permissions.current_role(request)
+
     return {
-        "team": membership.team if membership else None,
-        "role": role,
-        "role_name": Role(role).label if role else "",
-        "memberships": permissions.memberships(request),
-        "can_import": bool(membership and membership.can_import),
-        "can_read_history": role in permissions.READERS_OF_HISTORY,
-        "is_team_admin": role == Role.ADMIN,
+        "team": SimpleLazyObject(lambda: permissions.current_team(request)),
+        "role_name": SimpleLazyObject(lambda: Role(role()).label if role() else ""),
+        "memberships": SimpleLazyObject(lambda: permissions.memberships(request)),
+        "can_import": SimpleLazyObject(lambda: permissions.can_import(request)),
+        "can_read_history": SimpleLazyObject(lambda: role() in permissions.READERS_OF_HISTORY),
+        "is_team_admin": SimpleLazyObject(lambda: role() == Role.ADMIN),
     }

@@ -103,9 +103,9 @@ def test_it_costs_the_same_few_queries_for_one_row_or_a_hundred(
     for job in one + many:
         bump(job, progress=42)
     # Session, user, the user's teams, and the one query for the rows.
-    with django_assert_max_num_queries(4):
+    with django_assert_max_num_queries(3):
         small = poll(client, *one)
-    with django_assert_max_num_queries(4):
+    with django_assert_max_num_queries(3):
         large = poll(client, *many)
     assert small.status_code == large.status_code == 200
     assert large.content.decode().count('hx-swap-oob="true"') == 100
