@@ -20,9 +20,13 @@ def portal(request: HttpRequest) -> dict[str, Any]:
     def role() -> str | None:
         return permissions.current_role(request)
 
+    def role_name() -> str:
+        current = role()
+        return Role(current).label if current else ""
+
     return {
         "team": SimpleLazyObject(lambda: permissions.current_team(request)),
-        "role_name": SimpleLazyObject(lambda: Role(role()).label if role() else ""),
+        "role_name": SimpleLazyObject(role_name),
         "memberships": SimpleLazyObject(lambda: permissions.memberships(request)),
         "can_import": SimpleLazyObject(lambda: permissions.can_import(request)),
         "can_read_history": SimpleLazyObject(lambda: role() in permissions.READERS_OF_HISTORY),
