@@ -147,9 +147,9 @@ def test_it_loses_nothing_and_duplicates_nothing_when_a_worker_is_killed(
     # The API acts after 3 s; the worker is killed while its request is in flight.
     api_on_sandbox.inject_fault("CreateSnapshot", "slow", count=1, delay=3.0)
     submit_import.apply_async(args=(str(job.pk),), queue="doomed")
-    wait_until(
-        lambda: ImportJob.objects.filter(pk=job.pk, state=JobState.SUBMITTING).exists(), seconds=30
-    )
+    # Killed once its request is in the API's hands, before the answer comes back.
+    wait_until(lambda: api_on_sandbox.state()["calls"].get("CreateSnapshot"), seconds=30)
+    assert ImportJob.objects.get(pk=job.pk).state == JobState.SUBMITTING
     worker.stop(kill=True)
     wait_until(
         lambda: api_on_sandbox.state()["snapshots"][api_on_sandbox.account.account_id], seconds=10
