@@ -93,6 +93,15 @@ class AuditAction(models.TextChoices):
     CREDENTIALS_CHANGED = "credentials_changed", "Credentials changed"
     MEMBERSHIP_CHANGED = "membership_changed", "Membership changed"
     CSV_EXPORT = "csv_export", "Audit log exported"
+    EXPORT_REQUESTED = "export_requested", "Export requested"
+    EXPORT_STATE = "export_state", "Export state changed"
+    EXPORT_CANCELLED = "export_cancelled", "Export cancel requested"
+    URL_SHARED = "url_shared", "Pre-signed URL created"
+    COPY_REQUESTED = "copy_requested", "Copy to another team requested"
+    COPY_STATE = "copy_state", "Copy state changed"
+    NOTIFICATION_REQUESTED = "notification_requested", "Notification requested"
+    NOTIFICATION_SENT = "notification_sent", "Notification sent"
+    WEBHOOK_CHANGED = "webhook_changed", "Team transfer settings changed"
 
 
 def _refuse(what: str) -> NoReturn:

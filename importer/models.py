@@ -40,6 +40,9 @@ class Team(models.Model):
     access_key_hint = models.CharField(max_length=8, blank=True)
     credentials_updated_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    oos_endpoint = models.CharField(
+        max_length=255, blank=True, help_text="Empty: https://oos.{region}.outscale.com"
+    )
 
     class Meta:
         ordering = ["name"]
@@ -327,3 +330,13 @@ class ImportJobEvent(models.Model):
 
 
 from importer.audit import AuditEvent  # noqa: E402,F401
+from importer.exports import (  # noqa: E402,F401
+    CopyChain,
+    CopyEvent,
+    ExportEvent,
+    ExportTask,
+    NotificationRequest,
+    SharedUrl,
+    TeamWebhook,
+    WebhookDelivery,
+)

@@ -535,6 +535,118 @@ class OscClient:
         data = self._call("DeleteSnapshot", {"SnapshotId": snapshot_id})
         return _request_id(data)
 
+    def create_snapshot_export_task(
+        self,
+        *,
+        snapshot_id: str,
+        bucket: str,
+        disk_image_format: str,
+        prefix: str = "",
+    ) -> CreateSnapshotExportTaskResult:
+        """Start exporting a snapshot to an OOS bucket of the account (never retried here).
+
+        The API takes no ClientToken here: a caller that lost the answer must look for the task
+        (`read_snapshot_export_tasks(snapshot_ids=...)`) before sending it again.
+        """
+        if not snapshot_id or not bucket:
+            raise ValueError("snapshot_id and bucket are required")
+        if disk_image_format not in EXPORT_FORMATS:
+            raise ValueError(f"disk_image_format must be one of {', '.join(EXPORT_FORMATS)}")
+        osu: dict[str, Any] = {"DiskImageFormat": disk_image_format, "OsuBucket": bucket}
+        if prefix:
+            osu["OsuPrefix"] = prefix
+        data = self._call("CreateSnapshotExportTask", {"SnapshotId": snapshot_id, "OsuExport": osu})
+        task = data.get("SnapshotExportTask")
+        if not isinstance(task, dict):
+            raise OscApiError(
+                action="CreateSnapshotExportTask",
+                http_status=200,
+                type="InvalidResponse",
+                details="the answer has no SnapshotExportTask",
+                request_id=_request_id(data),
+                transient=True,
+            )
+        return CreateSnapshotExportTaskResult(
+            task=SnapshotExportTask.from_api(task), request_id=_request_id(data)
+        )
+
+    def read_snapshot_export_tasks_page(
+        self,
+        *,
+        task_ids: Sequence[str] | None = None,
+        snapshot_ids: Sequence[str] | None = None,
+        results_per_page: int = MAX_RESULTS_PER_PAGE,
+        next_page_token: str | None = None,
+    ) -> SnapshotExportTaskPage:
+        """One page of ReadSnapshotExportTasks; an empty id list matches nothing (no request)."""
+        filters: dict[str, list[str]] = {}
+        for key, name, values in (
+            ("TaskIds", "task_ids", task_ids),
+            ("SnapshotIds", "snapshot_ids", snapshot_ids),
+        ):
+            if values is not None:
+                items = _strings(name, values)
+                if not items:
+                    return SnapshotExportTaskPage(tasks=[], next_page_token=None, request_id="")
+                filters[key] = items
+        body: dict[str, Any] = {"ResultsPerPage": results_per_page}
+        if filters:
+            body["Filters"] = filters
+        if next_page_token:
+            body["NextPageToken"] = next_page_token
+        data = self._call("ReadSnapshotExportTasks", body)
+        raw = data.get("SnapshotExportTasks")
+        if raw is not None and not isinstance(raw, list):
+            raise OscApiError(
+                action="ReadSnapshotExportTasks",
+                http_status=200,
+                type="InvalidResponse",
+                details="SnapshotExportTasks is not a list",
+                request_id=_request_id(data),
+                transient=True,
+            )
+        token = data.get("NextPageToken")
+        return SnapshotExportTaskPage(
+            tasks=[
+                SnapshotExportTask.from_api(item) for item in raw or [] if isinstance(item, dict)
+            ],
+            next_page_token=token if isinstance(token, str) and token else None,
+            request_id=_request_id(data),
+        )
+
+    def read_snapshot_export_tasks(
+        self,
+        *,
+        task_ids: Sequence[str] | None = None,
+        snapshot_ids: Sequence[str] | None = None,
+        max_pages: int = DEFAULT_MAX_PAGES,
+    ) -> list[SnapshotExportTask]:
+        """Every matching export task, following NextPageToken (a repeated token stops it)."""
+        tasks: list[SnapshotExportTask] = []
+        seen: set[str] = set()
+        token: str | None = None
+        for _ in range(max_pages):
+            page = self.read_snapshot_export_tasks_page(
+                task_ids=task_ids, snapshot_ids=snapshot_ids, next_page_token=token
+            )
+            tasks.extend(page.tasks)
+            token = page.next_page_token
+            if token is None or token in seen:
+                return tasks
+            seen.add(token)
+        raise OscApiError(
+            action="ReadSnapshotExportTasks",
+            type="TooManyPages",
+            details=f"more than {max_pages} pages of results",
+        )
+
+    def delete_export_task(self, *, task_id: str) -> str:
+        """Cancel an export task that is still pending or active; returns the request id."""
+        if not task_id:
+            raise ValueError("task_id is required")
+        data = self._call("DeleteExportTask", {"ExportTaskId": task_id})
+        return _request_id(data)
+
     # --- Transport -------------------------------------------------------------------------------
 
     def _call(
@@ -717,3 +829,67 @@ def _tags_body(resource_ids: Sequence[str], tags: Mapping[str, str]) -> dict[str
         "ResourceIds": ids,
         "Tags": [{"Key": key, "Value": value} for key, value in tags.items()],
     }
+
+
+# --- Snapshot export tasks -------------------------------------------------------------------
+
+EXPORT_FORMATS = ("qcow2", "raw")
+EXPORT_IN_PROGRESS_STATES = frozenset({"pending", "active", "pending/queued", "queued"})
+
+
+@dataclass(frozen=True)
+class SnapshotExportTask:
+    task_id: str
+    snapshot_id: str
+    state: str
+    progress: int
+    comment: str
+    disk_image_format: str
+    bucket: str
+    prefix: str
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_in_progress(self) -> bool:
+        return self.state in EXPORT_IN_PROGRESS_STATES
+
+    @property
+    def is_completed(self) -> bool:
+        return self.state == "completed"
+
+    @property
+    def is_failed(self) -> bool:
+        return self.state == "failed"
+
+    @property
+    def is_cancelled(self) -> bool:
+        return self.state == "cancelled"
+
+    @classmethod
+    def from_api(cls, data: Mapping[str, Any]) -> SnapshotExportTask:
+        osu = data.get("OsuExport")
+        osu = osu if isinstance(osu, dict) else {}
+        return cls(
+            task_id=_as_str(data.get("TaskId")),
+            snapshot_id=_as_str(data.get("SnapshotId")),
+            state=_as_str(data.get("State")),
+            progress=_as_int(data.get("Progress")) or 0,
+            comment=redact(_as_str(data.get("Comment"))),
+            disk_image_format=_as_str(osu.get("DiskImageFormat")),
+            bucket=_as_str(osu.get("OsuBucket")),
+            prefix=_as_str(osu.get("OsuPrefix")),
+            tags=_tags_from_api(data.get("Tags")),
+        )
+
+
+@dataclass(frozen=True)
+class SnapshotExportTaskPage:
+    tasks: list[SnapshotExportTask]
+    next_page_token: str | None
+    request_id: str
+
+
+@dataclass(frozen=True)
+class CreateSnapshotExportTaskResult:
+    task: SnapshotExportTask
+    request_id: str

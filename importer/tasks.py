@@ -57,3 +57,6 @@ def sweep_imports() -> None:
     summary = services.imports_sweep()
     if any((summary.requeued_stuck, summary.resent_queued, summary.resent_tags)):
         logger.warning("Sweeper re-sent work: %s", summary)
+
+
+from importer import export_tasks  # noqa: E402,F401 - Celery discovers tasks.py only

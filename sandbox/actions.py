@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from sandbox import errors
+from sandbox import errors, exports
 from sandbox.imports import Importer
 from sandbox.signing import Account
 from sandbox.state import CloudState, Snapshot, volume_size_gib
@@ -40,6 +40,8 @@ _REQUIRED = {
     "CreateTags": ("ResourceIds", "Tags"),
     "DeleteTags": ("ResourceIds", "Tags"),
 }
+_PARAMS.update(exports.PARAMS)
+_REQUIRED.update(exports.REQUIRED)
 _FILTERS = {
     "AccountAliases": "strings", "AccountIds": "strings", "ClientTokens": "strings",
     "Descriptions": "strings", "FromCreationDate": "string",
@@ -61,6 +63,7 @@ class Context:
     state: CloudState
     importer: Importer
     region: str
+    exporter: exports.Exporter | None = None
 
 
 Handler = Callable[[Context, Body], Body]
@@ -73,6 +76,10 @@ def is_known(action: str) -> bool:
 def run(action: str, context: Context, body: Body) -> Body:
     """Validate `body` for `action`, then act; raises `OscError` on a bad request."""
     _check_params(body, _PARAMS[action], _REQUIRED.get(action, ()))
+    if action in exports.HANDLERS:
+        if context.exporter is None:
+            raise errors.internal_error()
+        return exports.HANDLERS[action](context.exporter, context, body)
     return _HANDLERS[action](context, body)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sandbox import actions, errors
+from sandbox.exports import Exporter
 from sandbox.faults import FaultInjector, faults_from_json
 from sandbox.imports import Importer, ImportSpeed
 from sandbox.signing import Account, SignedRequest, verify_request
@@ -42,7 +43,9 @@ class Emulator:
         importer: Importer,
         state: CloudState,
         faults: FaultInjector,
+        exporter: Exporter | None = None,
     ) -> None:
+        self.exporter = exporter
         self.accounts = {account.access_key: account for account in accounts}
         self.region = region
         self.importer = importer
@@ -78,7 +81,9 @@ class Emulator:
             self.stopping.wait(fault.delay)
             if generation != self.generation:
                 raise errors.internal_error()  # reset meanwhile: act on nothing
-        context = actions.Context(account, self.state, self.importer, self.region)
+        context = actions.Context(
+            account, self.state, self.importer, self.region, exporter=self.exporter
+        )
         result = actions.run(action, context, body)
         result["ResponseContext"] = {"RequestId": request_id}
         return Reply(200, result, drop=fault is not None and fault.kind == "drop")
@@ -119,6 +124,8 @@ class Emulator:
         self.faults.clear()
         self.state.reset()
         self.importer.set_speed(None)
+        if self.exporter is not None:
+            self.exporter.reset()
 
     def dump(self) -> dict[str, Any]:
         account_ids = [account.account_id for account in self.accounts.values()]
@@ -126,6 +133,7 @@ class Emulator:
             **self.state.dump(account_ids),
             "faults": self.faults.dump(),
             "speed": self.importer.speed.to_dict(),
+            "exports": self.exporter.dump() if self.exporter is not None else [],
         }
 
 

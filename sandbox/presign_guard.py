@@ -52,7 +52,8 @@ class PresignGuard:
         self, app: WsgiApp, keys: Mapping[str, str], clock: Callable[[], float] = time.time
     ):
         self._app = app
-        self._keys = dict(keys)
+        # Kept by reference: the store adds each sandbox account's keys, as OOS accepts them.
+        self._keys = keys
         self._clock = clock
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:

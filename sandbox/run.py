@@ -11,6 +11,7 @@ import requests
 
 from sandbox.api import ApiHttpServer, Emulator
 from sandbox.config import SandboxConfig
+from sandbox.exports import Exporter
 from sandbox.faults import Fault, FaultInjector
 from sandbox.imports import Importer, ImportSpeed
 from sandbox.signing import Account, sign_request
@@ -31,17 +32,20 @@ class Sandbox:
         self._state = CloudState()
         self._importer = Importer(self._state, workers=config.import_workers, speed=config.speed)
         self._faults = FaultInjector()
+        self.store = ObjectStore(
+            config.host, config.s3_port, config.s3_access_key, config.s3_secret_key, self.region
+        )
+        for account in self.accounts:
+            self.store.add_key(account.access_key, account.secret_key)
+        self._exporter = Exporter(self._state, self.store)
         self._emulator = Emulator(
-            self.accounts, self.region, self._importer, self._state, self._faults
+            self.accounts, self.region, self._importer, self._state, self._faults, self._exporter
         )
         for fault in config.faults:
             self._faults.add(fault)
         self._http = ApiHttpServer((config.host, config.api_port), self._emulator)
         self._thread = threading.Thread(
             target=self._http.serve_forever, name="sandbox-api", daemon=True
-        )
-        self.store = ObjectStore(
-            config.host, config.s3_port, config.s3_access_key, config.s3_secret_key, self.region
         )
         public_host = "127.0.0.1" if config.host in ("0.0.0.0", "::") else config.host
         self.endpoint = f"http://{public_host}:{self._http.server_address[1]}"
@@ -65,6 +69,7 @@ class Sandbox:
     def stop(self) -> None:
         self._emulator.stopping.set()
         self._importer.stop()
+        self._exporter.stop()
         self._http.shutdown()
         self._http.server_close()
         self.store.stop()
@@ -101,6 +106,10 @@ class Sandbox:
     def set_speed(self, bytes_per_second: int | None = None, min_seconds: float = 0.0) -> None:
         self._importer.set_speed(ImportSpeed(bytes_per_second, min_seconds))
 
+    def set_export_seconds(self, seconds: float | None) -> None:
+        """How long each export task lasts (None: the starting pace, instant)."""
+        self._exporter.set_seconds(seconds)
+
     def state(self) -> dict[str, Any]:
         return self._emulator.dump()
 
@@ -111,6 +120,7 @@ class Sandbox:
     def add_account(self, account: Account) -> None:
         self._emulator.accounts[account.access_key] = account
         self.accounts.append(account)
+        self.store.add_key(account.access_key, account.secret_key)
 
     def call(
         self,

@@ -55,7 +55,9 @@ class ObjectStore:
         self.access_key = access_key
         self._secret_key = secret_key
         self.region = region
-        self._server = GuardedMotoServer(host, port, {access_key: secret_key})
+        # Pre-signed URLs made with any of these keys are accepted (add_key: account keys).
+        self._keys = {access_key: secret_key}
+        self._server = GuardedMotoServer(host, port, self._keys)
         self._public_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         self.url = ""
 
@@ -89,6 +91,17 @@ class ObjectStore:
         self.ensure_bucket(DEMO_BUCKET)
         image = qcow2.build_gzipped_image(DEMO_VIRTUAL_SIZE)
         self.put_object(DEMO_KEY, image, content_type="application/gzip")
+
+    def add_key(self, access_key: str, secret_key: str) -> None:
+        """Accept URLs pre-signed with this key too (OOS takes an account's API keys)."""
+        self._keys[access_key] = secret_key
+
+    def bucket_exists(self, bucket: str) -> bool:
+        try:
+            self.client().head_bucket(Bucket=bucket)
+        except ClientError:
+            return False
+        return True
 
     def ensure_bucket(self, bucket: str) -> None:
         client = self.client()

@@ -322,7 +322,28 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": 60.0,
         "options": {"expires": 60.0},
     },
+    "poll-exports": {
+        "task": "importer.export_tasks.poll_exports",
+        "schedule": float(PORTAL_POLL_SECONDS),
+        "options": {"expires": float(PORTAL_POLL_SECONDS)},
+    },
+    "sweep-exports": {
+        "task": "importer.export_tasks.sweep_exports",
+        "schedule": 60.0,
+        "options": {"expires": 60.0},
+    },
 }
+
+# --- Email (notifications) ----------------------------------------------------------------
+# The console backend prints emails in a local run; production names its SMTP server.
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1, maximum=65535)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1, maximum=120)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "snapshots-portal@localhost")
 
 LOGGING: dict[str, Any] = {
     "version": 1,

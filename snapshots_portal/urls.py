@@ -8,4 +8,5 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("importer.urls")),
     path("", include("importer.team_urls")),
+    path("", include("importer.export_urls")),
 ]

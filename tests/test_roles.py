@@ -8,6 +8,7 @@ import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
+from importer.exports import CopyChain, ExportTask
 from importer.models import JobState, Membership, Role
 from tests.factories import make_job, make_team, make_user
 
@@ -42,6 +43,15 @@ TABLE: dict[str, dict[str, tuple[str, ...] | str]] = {
     "team_credentials": {"GET": ADMINS, "POST": ADMINS},
     "team_switch": {"POST": EVERYONE},
     "snapshot_delete": {"POST": ADMINS},
+    "export_new": {"GET": IMPORTERS, "POST": IMPORTERS},
+    "copy_new": {"GET": IMPORTERS, "POST": IMPORTERS},
+    "transfers_poll": {"GET": EVERYONE},
+    "export_detail": {"GET": EVERYONE},
+    "export_cancel": {"POST": IMPORTERS},
+    "export_share": {"POST": IMPORTERS},
+    "copy_detail": {"GET": EVERYONE},
+    "notify_request": {"POST": IMPORTERS},
+    "transfer_settings": {"GET": ADMINS, "POST": ADMINS},
 }
 ALLOWED = {200, 204, 286, 302, 422}
 
@@ -63,7 +73,28 @@ def cast():
     failed.mark_failed(code="4045", type="InvalidParameterValue", details="too small")
     extra = make_user("someone-else", team=team, role=Role.OPERATOR)
     membership = Membership.objects.get(user=extra)
+    export = ExportTask.objects.create(
+        team=team, snapshot_id="snap-00000000", bucket="b-u-c", requested_by=users[Role.OPERATOR]
+    )
+    copy_export = ExportTask.objects.create(
+        team=team, snapshot_id="snap-00000000", bucket="b-u-c", requested_by=users[Role.OPERATOR]
+    )
+    chain = CopyChain.objects.create(
+        source_team=team,
+        target_team=make_team("elsewhere"),
+        snapshot_id="snap-00000000",
+        name="copy",
+        requested_by=users[Role.OPERATOR],
+        export=copy_export,
+    )
     kwargs = {
+        "export_new": {"snapshot_id": "snap-00000000"},
+        "copy_new": {"snapshot_id": "snap-00000000"},
+        "export_detail": {"export_id": export.pk},
+        "export_cancel": {"export_id": export.pk},
+        "export_share": {"export_id": export.pk},
+        "copy_detail": {"copy_id": chain.pk},
+        "notify_request": {"kind": "export", "object_id": export.pk},
         "import_detail": {"job_id": job.pk},
         "import_retry": {"job_id": failed.pk},
         "member_role": {"membership_id": membership.pk},

@@ -14,6 +14,7 @@ from django.core.management.base import BaseCommand, CommandError
 from importer.models import Membership, Role, Team
 
 DEMO_TEAM = "demo"
+SANDBOX_OBJECT_STORE = "http://127.0.0.1:8788"
 DEMO_USERS = {
     "operator": ("operator-demo-password", Role.OPERATOR),
     "admin": ("admin-demo-password", Role.ADMIN),
@@ -27,11 +28,15 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if not settings.DEBUG:
             raise CommandError("portal_demo sets known passwords: it only runs with DEBUG=1.")
-        # The demo team uses the OSC_* environment: the sandbox in a local run.
+        # The demo team uses the OSC_* environment: the sandbox in a local run, whose object
+        # store then stands in for the Region's OOS endpoint (exports and shared URLs).
+        on_sandbox = settings.OSC_ENDPOINT_API == settings.SANDBOX_ENDPOINT_API
         team, _ = Team.objects.get_or_create(
             name=DEMO_TEAM,
             defaults={"uses_environment_credentials": True, "region": settings.OSC_REGION},
         )
+        if on_sandbox and not team.oos_endpoint:
+            Team.objects.filter(pk=team.pk).update(oos_endpoint=SANDBOX_OBJECT_STORE)
         self.stdout.write(f"  Demo team {team.name!r} on {settings.OSC_ENDPOINT_API}; logins:")
         for username, (password, role) in DEMO_USERS.items():
             user, created = User.objects.get_or_create(username=username)

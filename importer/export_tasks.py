@@ -1,0 +1,54 @@
+"""Celery tasks of exports, copies and notifications: thin wrappers taking primary keys.
+
+Imported by `importer.tasks` (the module Celery discovers). The periodic entries are added to
+the beat schedule in settings (CELERY_BEAT_SCHEDULE).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Task, shared_task
+
+from importer import export_services, notifications, services
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(bind=True, ignore_result=True, acks_late=True, max_retries=None)
+def submit_export(self: Task[[str], None], export_id: str) -> None:
+    try:
+        export_services.export_submit(export_id=export_id)
+    except services.TransientSubmitError as error:
+        # Bounded on the row (attempts); a lost retry message is the sweeper's.
+        raise self.retry(countdown=error.retry_in) from None
+
+
+@shared_task(ignore_result=True)
+def poll_exports() -> None:
+    """Exports' progress, then the copy chains' next steps, then the notifications due."""
+    summary = export_services.exports_poll()
+    moved = export_services.copies_advance()
+    sent = notifications.notifications_dispatch()
+    if summary.followed or moved or sent:
+        logger.info("Polled %s; copy steps %d; notifications %d", summary, moved, sent)
+
+
+@shared_task(ignore_result=True)
+def sweep_exports() -> None:
+    resent = export_services.exports_sweep() + notifications.deliveries_sweep()
+    if resent:
+        logger.warning("Sweeper re-sent %d exports or webhook deliveries", resent)
+
+
+@shared_task(
+    bind=True,
+    ignore_result=True,
+    acks_late=True,
+    max_retries=notifications.MAX_DELIVERY_ATTEMPTS,
+)
+def deliver_webhook(self: Task[[str], None], delivery_id: str) -> None:
+    try:
+        notifications.webhook_deliver(delivery_id=delivery_id)
+    except notifications.TransientDeliveryError as error:
+        raise self.retry(countdown=error.retry_in) from None

@@ -1,0 +1,350 @@
+"""Telling people when an import, export or copy ends: email, and a team's signed webhook.
+
+A user asks for it on the job's page (`notification_request`); the periodic poll calls
+`notifications_dispatch`, which claims each request whose job has ended (one conditional
+UPDATE, so it is sent once), sends the email after commit and queues a webhook delivery.
+
+Webhook deliveries are JSON, never carry a secret or a pre-signed URL, and are signed:
+``X-Portal-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of "<t>.<body>" with the team's
+secret>``; ``X-Portal-Delivery`` is the delivery's id (the same on every retry, for the
+receiver to drop repeats). Transient failures (no connection, timeout, 429, 5xx) are retried
+with exponential backoff and jitter, at most `MAX_DELIVERY_ATTEMPTS` times.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+import requests
+from django.contrib.auth.models import User
+from django.core.mail import get_connection, send_mail
+from django.db import transaction
+from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerError
+
+from importer import audit, services
+from importer.crypto import DecryptionError, decrypt_text, encrypt_text
+from importer.exports import (
+    CopyChain,
+    DeliveryState,
+    ExportTask,
+    NotificationRequest,
+    NotifyKind,
+    TeamWebhook,
+    WebhookDelivery,
+)
+from importer.models import ImportJob, Team
+from importer.presigned import redact_text
+
+logger = logging.getLogger(__name__)
+
+MAX_DELIVERY_ATTEMPTS = 6
+DELIVERY_TIMEOUT = (5.0, 10.0)
+DISPATCH_BATCH = 500
+SIGNATURE_HEADER = "X-Portal-Signature"
+_MODELS: dict[str, type[ImportJob | ExportTask | CopyChain]] = {
+    NotifyKind.IMPORT: ImportJob,
+    NotifyKind.EXPORT: ExportTask,
+    NotifyKind.COPY: CopyChain,
+}
+
+
+class TransientDeliveryError(Exception):
+    def __init__(self, retry_in: float) -> None:
+        super().__init__(f"retry in {retry_in:.1f} s")
+        self.retry_in = retry_in
+
+
+# --- Asking ---------------------------------------------------------------------------------
+
+
+def notification_request(
+    *,
+    user: User,
+    team: Team,
+    kind: str,
+    object_id: uuid.UUID,
+    by_email: bool,
+    by_webhook: bool,
+    ip: str | None = None,
+) -> NotificationRequest:
+    with transaction.atomic():
+        request, _ = NotificationRequest.objects.update_or_create(
+            user=user,
+            kind=kind,
+            object_id=object_id,
+            defaults={"team": team, "by_email": by_email, "by_webhook": by_webhook},
+        )
+        audit.record(
+            action=audit.AuditAction.NOTIFICATION_REQUESTED,
+            actor=user,
+            team=team,
+            target=str(object_id),
+            ip=ip,
+            details={"kind": kind, "email": by_email, "webhook": by_webhook},
+        )
+    return request
+
+
+def webhook_set(
+    *, team: Team, user: User, url: str, secret: str, oos_endpoint: str, ip: str | None = None
+) -> None:
+    """Saves the team's webhook (an empty URL removes it) and OOS endpoint."""
+    with transaction.atomic():
+        Team.objects.filter(pk=team.pk).update(oos_endpoint=oos_endpoint)
+        if url:
+            fields: dict[str, Any] = {"url": url, "active": True, "updated_at": timezone.now()}
+            if secret:
+                fields["secret_encrypted"] = encrypt_text(secret)
+            TeamWebhook.objects.update_or_create(team=team, defaults=fields)
+        else:
+            TeamWebhook.objects.filter(team=team).delete()
+        audit.record(
+            action=audit.AuditAction.WEBHOOK_CHANGED,
+            actor=user,
+            team=team,
+            target=team.name,
+            ip=ip,
+            details={"webhook_url": url, "secret_changed": bool(secret), "oos": oos_endpoint},
+        )
+    team.refresh_from_db()
+
+
+# --- Payloads and signatures ----------------------------------------------------------------
+
+
+def _target(kind: str, object_id: uuid.UUID) -> Any:
+    model = _MODELS[kind]
+    return model._default_manager.filter(pk=object_id).first()
+
+
+def describe(kind: str, target: Any) -> dict[str, Any]:
+    """What a notification says about the job: states, ids, errors; never a URL's secret."""
+    body: dict[str, Any] = {"kind": kind, "id": str(target.pk), "state": target.state}
+    if isinstance(target, ImportJob):
+        body.update(
+            name=target.name,
+            snapshot_id=target.snapshot_id,
+            error=target.error_details,
+            path=f"/imports/{target.pk}",
+        )
+    elif isinstance(target, ExportTask):
+        body.update(
+            snapshot_id=target.snapshot_id,
+            bucket=target.bucket,
+            object_key=target.object_key,
+            comment=target.comment,
+            error=target.error_details,
+            path=f"/exports/{target.pk}",
+        )
+    elif isinstance(target, CopyChain):
+        body.update(
+            name=target.name,
+            snapshot_id=target.snapshot_id,
+            target_team=target.target_team.name,
+            error=target.error_details,
+            path=f"/copies/{target.pk}",
+        )
+    # Belt and braces: whatever text a job holds goes out redacted.
+    return {
+        key: redact_text(value) if isinstance(value, str) else value for key, value in body.items()
+    }
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def verify(secret: str, header: str, body: bytes, *, tolerance: int = 300) -> bool:
+    """What a receiver checks: the HMAC matches and the timestamp is recent."""
+    parts = dict(item.split("=", 1) for item in header.split(",") if "=" in item)
+    try:
+        timestamp = int(parts["t"])
+    except (KeyError, ValueError):
+        return False
+    if abs(time.time() - timestamp) > tolerance:
+        return False
+    expected = sign(secret, timestamp, body).split("v1=", 1)[1]
+    return hmac.compare_digest(expected, parts.get("v1", ""))
+
+
+# --- Dispatching ----------------------------------------------------------------------------
+
+
+def notifications_dispatch(*, now: datetime | None = None) -> int:
+    """Sends what is due: each request whose job has ended, once. Returns how many."""
+    now = now or timezone.now()
+    sent = 0
+    pending = NotificationRequest.objects.filter(notified_at__isnull=True).select_related(
+        "user", "team"
+    )
+    for request in pending[:DISPATCH_BATCH]:
+        target = _target(request.kind, request.object_id)
+        if target is None or not target.is_terminal:
+            continue
+        sent += _dispatch_one(request, target, now=now)
+    return sent
+
+
+def _dispatch_one(request: NotificationRequest, target: Any, *, now: datetime) -> bool:
+    event = f"{request.kind}.{target.state}"
+    payload = describe(request.kind, target)
+    with transaction.atomic():
+        claimed = NotificationRequest.objects.filter(
+            pk=request.pk, notified_at__isnull=True
+        ).update(notified_at=now)
+        if claimed != 1:
+            return False
+        channels = []
+        if request.by_email and request.user.email:
+            channels.append("email")
+            transaction.on_commit(lambda: _send_email(request.user, event, payload))
+        webhook = TeamWebhook.objects.filter(team=request.team, active=True).first()
+        if request.by_webhook and webhook is not None:
+            channels.append("webhook")
+            delivery = WebhookDelivery.objects.create(
+                webhook=webhook,
+                event=event,
+                payload={"event": event, "team": request.team.name, "object": payload},
+            )
+            transaction.on_commit(lambda: delivery_enqueue(delivery_id=delivery.pk))
+        audit.record(
+            action=audit.AuditAction.NOTIFICATION_SENT,
+            team=request.team,
+            target=str(request.object_id),
+            details={"event": event, "user": request.user.get_username(), "channels": channels},
+        )
+    return True
+
+
+def _send_email(user: User, event: str, payload: dict[str, Any]) -> None:
+    what = payload.get("name") or payload.get("snapshot_id") or payload["id"]
+    lines = [f"{key}: {value}" for key, value in payload.items() if value not in ("", None)]
+    try:
+        send_mail(
+            subject=f"[Snapshots Portal] {payload['kind']} {what}: {payload['state']}",
+            message="\n".join(
+                [f"The {payload['kind']} you follow has ended ({event}).", ""] + lines
+            ),
+            from_email=None,
+            recipient_list=[user.email],
+            connection=get_connection(fail_silently=False),
+        )
+    except Exception as error:  # a mail server problem must not undo the job's end
+        logger.warning("Notification email to user %s failed: %s", user.pk, type(error).__name__)
+
+
+# --- Delivering webhooks --------------------------------------------------------------------
+
+
+def delivery_enqueue(*, delivery_id: uuid.UUID, countdown: float = 0) -> bool:
+    from importer.export_tasks import deliver_webhook
+
+    try:
+        deliver_webhook.apply_async(
+            args=(str(delivery_id),),
+            countdown=countdown,
+            retry=True,
+            retry_policy=services.PUBLISH_RETRY_POLICY,
+        )
+    except (BrokerError, OSError) as error:
+        logger.warning(
+            "Broker unreachable, delivery %s left to the sweeper: %s", delivery_id, error
+        )
+        return False
+    return True
+
+
+def webhook_deliver(*, delivery_id: str) -> None:
+    """POSTs one delivery; raises TransientDeliveryError when it should be tried again."""
+    delivery = (
+        WebhookDelivery.objects.select_related("webhook")
+        .filter(pk=delivery_id, state=DeliveryState.PENDING)
+        .first()
+    )
+    if delivery is None:
+        return
+    try:
+        secret = decrypt_text(delivery.webhook.secret_encrypted)
+    except DecryptionError as error:
+        _finish(delivery, DeliveryState.FAILED, error=str(error))
+        return
+    body = json.dumps({**delivery.payload, "delivery": str(delivery.pk)}, sort_keys=True).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "snapshots-portal-webhook/1",
+        "X-Portal-Event": delivery.event,
+        "X-Portal-Delivery": str(delivery.pk),
+        SIGNATURE_HEADER: sign(secret, int(time.time()), body),
+    }
+    attempts = delivery.attempts + 1
+    status: int | None = None
+    problem = ""
+    transient = False
+    try:
+        response = requests.post(
+            delivery.webhook.url,
+            data=body,
+            headers=headers,
+            timeout=DELIVERY_TIMEOUT,
+            allow_redirects=False,
+        )
+        status = response.status_code
+        transient = status == 429 or status >= 500
+        problem = "" if 200 <= status < 300 else f"HTTP {status}"
+    except requests.RequestException as exc:
+        transient, problem = True, type(exc).__name__
+    if not problem:
+        _finish(delivery, DeliveryState.DELIVERED, attempts=attempts, status=status)
+        return
+    if not transient or attempts >= MAX_DELIVERY_ATTEMPTS:
+        _finish(delivery, DeliveryState.FAILED, attempts=attempts, status=status, error=problem)
+        return
+    delay = services.retry_delay(attempts)
+    WebhookDelivery.objects.filter(pk=delivery.pk, state=DeliveryState.PENDING).update(
+        attempts=attempts,
+        last_status=status,
+        last_error=problem[:500],
+        next_attempt_at=timezone.now() + timedelta(seconds=delay),
+    )
+    raise TransientDeliveryError(delay)
+
+
+def _finish(
+    delivery: WebhookDelivery,
+    state: str,
+    *,
+    attempts: int | None = None,
+    status: int | None = None,
+    error: str = "",
+) -> None:
+    WebhookDelivery.objects.filter(pk=delivery.pk, state=DeliveryState.PENDING).update(
+        state=state,
+        attempts=attempts if attempts is not None else delivery.attempts,
+        last_status=status,
+        last_error=redact_text(error)[:500],
+        delivered_at=timezone.now() if state == DeliveryState.DELIVERED else None,
+    )
+
+
+def deliveries_sweep(
+    *, now: datetime | None = None, overdue: timedelta = timedelta(minutes=5)
+) -> int:
+    """Re-sends pending deliveries long past their due time (a lost retry message)."""
+    now = now or timezone.now()
+    due = WebhookDelivery.objects.filter(
+        state=DeliveryState.PENDING, next_attempt_at__lt=now - overdue
+    )
+    resent = 0
+    for delivery_id in list(due.values_list("pk", flat=True)[:DISPATCH_BATCH]):
+        WebhookDelivery.objects.filter(pk=delivery_id).update(next_attempt_at=now)
+        resent += delivery_enqueue(delivery_id=delivery_id)
+    return resent

@@ -1,0 +1,200 @@
+"""Email and webhook notifications, delivered to a real HTTP server that checks the signature."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from django.core import mail
+
+from importer import notifications
+from importer.exports import DeliveryState, NotificationRequest, TeamWebhook, WebhookDelivery
+from tests.factories import make_job, make_user
+
+SECRET = "a-webhook-secret-of-some-length"  # noqa: S105 - a test secret
+pytestmark = pytest.mark.django_db
+
+
+class Receiver(ThreadingHTTPServer):
+    """Checks each delivery's HMAC on its own (not with the portal's code) and records it."""
+
+    def __init__(self, statuses: list[int]) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.statuses = statuses
+        self.received: list[dict[str, Any]] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/hook"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: Receiver
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        parts = dict(p.split("=", 1) for p in self.headers["X-Portal-Signature"].split(","))
+        expected = hmac.new(
+            SECRET.encode(), parts["t"].encode() + b"." + body, hashlib.sha256
+        ).hexdigest()
+        self.server.received.append(
+            {
+                "valid": hmac.compare_digest(expected, parts["v1"]),
+                "fresh": abs(time.time() - int(parts["t"])) < 60,
+                "delivery": self.headers["X-Portal-Delivery"],
+                "event": self.headers["X-Portal-Event"],
+                "body": body.decode(),
+            }
+        )
+        status = self.server.statuses.pop(0) if self.server.statuses else 204
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver(statuses=[])
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Deliveries the dispatcher queued, instead of publishing them to the broker."""
+    sent: list[str] = []
+    monkeypatch.setattr(
+        notifications, "delivery_enqueue", lambda *, delivery_id: sent.append(str(delivery_id))
+    )
+    return sent
+
+
+def failed_job_with_request(receiver: Receiver, **request: Any) -> Any:
+    user = make_user("watcher")
+    user.email = "watcher@example.com"
+    user.save()
+    job = make_job(user, name="nightly")
+    team = job.team
+    notifications.webhook_set(
+        team=team, user=user, url=receiver.url, secret=SECRET, oos_endpoint=""
+    )
+    notifications.notification_request(
+        user=user,
+        team=team,
+        kind="import",
+        object_id=job.pk,
+        by_email=request.get("by_email", True),
+        by_webhook=request.get("by_webhook", True),
+    )
+    return job
+
+
+def test_it_emails_and_calls_the_webhook_once_when_the_import_ends(
+    receiver: Receiver, enqueued: list[str], django_capture_on_commit_callbacks: Any
+) -> None:
+    job = failed_job_with_request(receiver)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert notifications.notifications_dispatch() == 0  # still running: nothing yet
+    job.mark_failed(
+        code="4045",
+        type="InvalidParameterValue",
+        details="https://oos.eu-west-2.outscale.com/b/k?X-Amz-Signature=" + "a" * 64,
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        assert notifications.notifications_dispatch() == 1
+        assert notifications.notifications_dispatch() == 0  # never twice
+    assert len(mail.outbox) == 1
+    assert mail.outbox[0].to == ["watcher@example.com"]
+    assert "nightly" in mail.outbox[0].subject and "error" in mail.outbox[0].subject
+    assert "a" * 64 not in mail.outbox[0].body
+    (delivery_id,) = enqueued
+    notifications.webhook_deliver(delivery_id=delivery_id)
+    (got,) = receiver.received
+    assert got["valid"] and got["fresh"] and got["delivery"] == delivery_id
+    assert got["event"] == "import.error"
+    payload = json.loads(got["body"])
+    assert payload["object"]["id"] == str(job.pk) and payload["object"]["state"] == "error"
+    assert "a" * 64 not in got["body"] and SECRET not in got["body"]
+    assert WebhookDelivery.objects.get().state == DeliveryState.DELIVERED
+    assert NotificationRequest.objects.get().notified_at is not None
+
+
+def test_it_retries_a_failing_receiver_with_the_same_delivery_then_succeeds(
+    receiver: Receiver, enqueued: list[str], django_capture_on_commit_callbacks: Any
+) -> None:
+    receiver.statuses[:] = [503, 500]
+    job = failed_job_with_request(receiver, by_email=False)
+    job.mark_failed(code="1", type="X", details="y")
+    with django_capture_on_commit_callbacks(execute=True):
+        notifications.notifications_dispatch()
+    (delivery_id,) = enqueued
+    for _ in range(2):
+        with pytest.raises(notifications.TransientDeliveryError) as retry:
+            notifications.webhook_deliver(delivery_id=delivery_id)
+        assert retry.value.retry_in > 0
+    notifications.webhook_deliver(delivery_id=delivery_id)
+    assert [r["delivery"] for r in receiver.received] == [delivery_id] * 3
+    assert all(r["valid"] for r in receiver.received)
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.state == DeliveryState.DELIVERED and delivery.attempts == 3
+    assert mail.outbox == []
+
+
+def test_it_gives_up_on_a_refusal_at_once_and_on_errors_after_the_bound(
+    receiver: Receiver, enqueued: list[str], django_capture_on_commit_callbacks: Any
+) -> None:
+    receiver.statuses[:] = [400]
+    job = failed_job_with_request(receiver, by_email=False)
+    job.mark_failed(code="1", type="X", details="y")
+    with django_capture_on_commit_callbacks(execute=True):
+        notifications.notifications_dispatch()
+    notifications.webhook_deliver(delivery_id=enqueued[0])
+    refused = WebhookDelivery.objects.get()
+    assert refused.state == DeliveryState.FAILED and refused.last_status == 400
+    assert refused.attempts == 1
+
+    receiver.statuses[:] = [500] * 20
+    again = WebhookDelivery.objects.create(
+        webhook=refused.webhook, event="import.error", payload={"event": "import.error"}
+    )
+    for _ in range(notifications.MAX_DELIVERY_ATTEMPTS - 1):
+        with pytest.raises(notifications.TransientDeliveryError):
+            notifications.webhook_deliver(delivery_id=str(again.pk))
+    notifications.webhook_deliver(delivery_id=str(again.pk))
+    again.refresh_from_db()
+    assert again.state == DeliveryState.FAILED
+    assert again.attempts == notifications.MAX_DELIVERY_ATTEMPTS
+
+
+def test_it_keeps_the_webhook_secret_encrypted(receiver: Receiver) -> None:
+    failed_job_with_request(receiver)
+    stored = TeamWebhook.objects.get()
+    assert SECRET not in stored.secret_encrypted
+    assert notifications.decrypt_text(stored.secret_encrypted) == SECRET
+
+
+def test_it_lets_an_admin_set_the_webhook_and_an_auditor_not(client: Any) -> None:
+    admin = make_user("admin1", role="admin")
+    client.force_login(admin)
+    form = {"webhook_url": "https://hooks.example.com/portal", "webhook_secret": "short"}
+    assert client.post("/team/transfers/", form).status_code == 422
+    form["webhook_secret"] = SECRET
+    assert client.post("/team/transfers/", form).status_code == 302
+    assert TeamWebhook.objects.get().url == form["webhook_url"]
+    assert SECRET not in client.get("/team/transfers/").content.decode()
+    auditor = make_user("auditor1", role="auditor", team=admin.memberships.first().team)
+    client.force_login(auditor)
+    assert client.post("/team/transfers/", form).status_code == 403
