@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/portal
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run test lint types pytest bench clean screenshots
+.PHONY: run test lint types pytest bench reliability clean screenshots
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,17 @@ pytest: $(VENV)/.installed
 	$(PY) scripts/run_tests.py $(PYTEST_ARGS)
 
 test: lint types pytest
+
+# Reliability and security scenarios at full size (about 10 minutes): the figures are printed and
+# written to docs/RELIABILITY.md; exits non-zero when one misses its target. Needs redis-server and
+# PostgreSQL's server binaries (it starts private ones). BENCH_ARGS="--help" lists the sizes.
+reliability: $(VENV)/.installed
+	$(PY) -m bench.reliability $(BENCH_ARGS)
+
+# Performance figures beside their targets, written to docs/PERFORMANCE.md; exits non-zero when a
+# target is missed.
+bench: $(VENV)/.installed
+	$(PY) -m bench.performance $(BENCH_ARGS)
 
 # The README's screenshots, into docs/screenshots/ (needs Debian's chromium).
 screenshots: $(VENV)/.installed

@@ -144,6 +144,8 @@ class ImportSnapshotForm(forms.Form):
         cleaned = super().clean() or {}
         if self.parsed_url is not None and self._inspect:
             self.inspection = presigned.inspect_presigned_url(self.parsed_url, policy=url_policy())
+            if self.inspection.refusal:
+                self.add_error("presigned_url", self.inspection.refusal)
         size = cleaned.get("snapshot_size")
         needed = self.required_size
         if isinstance(size, int) and needed is not None and size < needed:

@@ -85,6 +85,10 @@ class InspectionError(Exception):
     """Reading the first bytes of the object failed. The message never holds the secret."""
 
 
+class ForbiddenAddressError(InspectionError):
+    """The URL's host resolves to an internal address: such a URL must not be imported."""
+
+
 @dataclass(frozen=True)
 class UrlPolicy:
     """What URLs are accepted.
@@ -143,6 +147,8 @@ class Inspection:
     info: ImageInfo | None
     warning: str | None
     head: ObjectHead | None = field(default=None, repr=False)
+    # Set when the host resolves to an internal address: the form refuses the URL.
+    refusal: str | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -886,7 +892,7 @@ def _checked_address(host: str, port: int, policy: UrlPolicy, resolver: Resolver
             except ValueError:
                 reason = "not an IP address"
             if reason:
-                raise InspectionError(
+                raise ForbiddenAddressError(
                     f"Refused to contact {host}: it resolves to {text}, {reason}. Only public "
                     "object stores are inspected."
                 )
@@ -1058,6 +1064,10 @@ def inspect_presigned_url(
             resolver=resolver,
             ssl_context=ssl_context,
         )
+    except ForbiddenAddressError as error:
+        # Not a passing problem: whoever fetches this URL would reach an internal address.
+        message = f"The object could not be inspected: {error} Use a URL of a public object store."
+        return Inspection(info=None, warning=message, refusal=message)
     except InspectionError as error:
         return Inspection(
             info=None,

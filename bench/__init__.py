@@ -1,0 +1,1 @@
+"""Reliability, security and performance proofs: `make reliability` and `make bench`."""

@@ -1,0 +1,350 @@
+"""Hostile pre-signed URLs and generated form inputs, with an oracle for what may be accepted."""
+
+from __future__ import annotations
+
+import random
+import string
+import unicodedata
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+OOS = "oos.eu-west-2.outscale.com"
+# Names the attacker controls, admitted by PORTAL_URL_HOSTS, resolving where the attacker likes.
+EXTRA_HOSTS = ("objects.example.net", "rebind.example.org", "mixed.example.org")
+FAKE_DNS = {
+    "objects.example.net": ["10.20.30.40"],
+    "rebind.example.org": ["169.254.169.254"],
+    "mixed.example.org": ["171.33.90.10", "127.0.0.1"],
+    "localhost": ["127.0.0.1", "::1"],
+    "metadata.google.internal": ["169.254.169.254"],
+    "instance-data": ["169.254.169.254"],
+    "v6.example.org": ["::ffff:169.254.169.254"],
+}
+PUBLIC_OOS_ADDRESS = "171.33.90.10"
+
+
+def query(now: datetime | None = None) -> str:
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    return (
+        "X-Amz-Algorithm=AWS4-HMAC-SHA256"
+        f"&X-Amz-Credential=AKIAEXAMPLE%2F{stamp[:8]}%2Feu-west-2%2Fs3%2Faws4_request"
+        f"&X-Amz-Date={stamp}&X-Amz-Expires=86400&X-Amz-SignedHeaders=host"
+        "&X-Amz-Signature=" + "ab" * 32
+    )
+
+
+def good_url() -> str:
+    return f"https://{OOS}/exports-bucket/snap.qcow2.gz?{query()}"
+
+
+PRIVATE_HOSTS = [
+    # loopback in every IPv4 spelling
+    "127.0.0.1",
+    "127.1",
+    "127.0.1",
+    "0x7f.0.0.1",
+    "0x7f.1",
+    "0177.0.0.1",
+    "0177.1",
+    "2130706433",
+    "0x7f000001",
+    "017700000001",
+    "127.000.000.001",
+    "127.0.0.1.",
+    "127.255.255.254",
+    "0",
+    "0.0.0.0",  # noqa: S104 - a hostile host, never bound
+    "0x0",
+    "00000",
+    # private, CGNAT, link-local and metadata
+    "10.0.0.1",
+    "10.1",
+    "012.0.0.1",
+    "0xa.0.0.1",
+    "167772161",
+    "172.16.0.1",
+    "172.31.255.255",
+    "192.168.0.1",
+    "192.168.1",
+    "3232235777",
+    "100.64.0.1",
+    "100.100.100.200",
+    "169.254.169.254",
+    "0xa9.0xfe.0xa9.0xfe",
+    "0251.0376.0251.0376",
+    "2852039166",
+    "0xa9fea9fe",
+    "169.254.43518",
+    "169.254.169.254.",
+    "224.0.0.1",
+    "255.255.255.255",
+    "198.18.0.1",
+    "192.0.0.170",
+    "240.0.0.1",
+    # IPv6, mapped, compatible, NAT64, 6to4, Teredo, zone ids
+    "[::1]",
+    "[::]",
+    "[0:0:0:0:0:0:0:1]",
+    "[::ffff:127.0.0.1]",
+    "[::ffff:7f00:1]",
+    "[::ffff:169.254.169.254]",
+    "[::ffff:a9fe:a9fe]",
+    "[0:0:0:0:0:ffff:a9fe:a9fe]",
+    "[::127.0.0.1]",
+    "[::169.254.169.254]",
+    "[64:ff9b::a9fe:a9fe]",
+    "[64:ff9b::10.0.0.1]",
+    "[2002:a9fe:a9fe::1]",
+    "[2002:7f00:1::]",
+    "[2001:0:4136:e378:8000:63bf:3fff:fdd2]",
+    "[fe80::1]",
+    "[fe80::1%25eth0]",
+    "[fc00::1]",
+    "[fd00:ec2::254]",
+    "[fec0::1]",
+    "[ff02::1]",
+    "[64:ff9b:1::1]",
+    "[::ffff:0:127.0.0.1]",
+    # names that resolve to private addresses (fake resolver), look-alikes, IDN
+    *EXTRA_HOSTS,
+    "localhost",
+    "localhost.",
+    "LOCALHOST",
+    "metadata.google.internal",
+    "instance-data",
+    "v6.example.org",
+    "169.254.169.254.nip.io",
+    "127.0.0.1.sslip.io",
+    f"{OOS}.evil.example",
+    f"{OOS}.",
+    f"evil-{OOS}",
+    "oos-eu-west-2.outscale.com",
+    "oos.eu-west-2.outscale.co",
+    "oos.eu-west-2.outscale.com.127.0.0.1.nip.io",
+    "\u043eos.eu-west-2.outscale.com",
+    "xn--os-gdc.eu-west-2.outscale.com",
+    "oos.eu-west-2.outscaIe.com",
+    "oos.eu-west-2.0utscale.com",
+    "OOS.EU-WEST-2.OUTSCALE.COM.",
+    "oos.eu-west-2.outscale.com%2e",
+    "oos%2eeu-west-2.outscale.com",
+    "oos.eu\u2024west-2.outscale.com",
+]
+
+
+def crafted_urls() -> list[str]:
+    """At least 200 hostile URLs; none of them may be accepted or dialled."""
+    tail = f"/exports-bucket/snap.qcow2.gz?{query()}"
+    urls: list[str] = []
+    for host in PRIVATE_HOSTS:
+        urls.append(f"https://{host}{tail}")
+        urls.append(f"http://{host}:9000{tail}")
+    for host in PRIVATE_HOSTS[:40]:
+        # user-info tricks: the host a parser sees is not the one a reader sees
+        urls.append(f"https://{OOS}@{host}{tail}")
+        urls.append(f"https://{host}\\@{OOS}{tail}")
+    urls += [
+        f"https://user:pass@{OOS}{tail}",
+        f"https://{OOS}:443@169.254.169.254{tail}",
+        f"https://{OOS}#@127.0.0.1{tail}",
+        f"https://{OOS}?@127.0.0.1{tail}",
+        f"https://127.0.0.1#{OOS}{tail}",
+        f"https://{OOS}:22{tail}",
+        f"https://{OOS}:0{tail}",
+        f"https://{OOS}:65536{tail}",
+        f"https://{OOS}:99999999{tail}",
+        f"https://{OOS}:-1{tail}",
+        f"http://{OOS}{tail}",
+        f"file:///etc/passwd?{query()}",
+        f"gopher://127.0.0.1:6379/_INFO?{query()}",
+        f"ftp://{OOS}{tail}",
+        f"dict://127.0.0.1:11211/{tail}",
+        f"ldap://127.0.0.1{tail}",
+        f"javascript:alert(1)//{OOS}{tail}",
+        f"data:text/plain,{OOS}{tail}",
+        f"//{OOS}{tail}",
+        f"https:/{OOS}{tail}",
+        f"https:\\\\{OOS}{tail}",
+        f"https:///{OOS}{tail}",
+        # CRLF, NUL, whitespace, header injection
+        f"https://{OOS}/b/k%0d%0aHost:%20169.254.169.254?{query()}",
+        f"https://{OOS}/b/k\r\nHost: 127.0.0.1?{query()}",
+        f"https://{OOS}\r\n.evil.example{tail}",
+        f"https://{OOS}/b/k\x00?{query()}",
+        f"https://{OOS}\x00.evil.example{tail}",
+        f"https://{OOS}/b/k\t?{query()}",
+        f"https://{OOS} /b/k?{query()}",
+        f"https://{OOS}/b/k?{query()}\r\nX-Injected: 1",
+        f"https://{OOS}/b/k%00?{query()}",
+        f"https://{OOS}/b/k?{query()}%0d%0aSet-Cookie:x=1",
+        f"https://{OOS}\u200b{tail}",
+        f"https://{OOS}{tail}\u202e",
+        # huge
+        f"https://{OOS}/b/{'k' * 5000}?{query()}",
+        f"https://{OOS}/b/k?{query()}&x={'a' * 100000}",
+        f"https://{'a' * 70}.{OOS}{tail}",
+        f"https://{OOS}/{'../' * 1500}etc/passwd?{query()}",
+        # missing or broken signature
+        f"https://{OOS}/exports-bucket/snap.qcow2.gz",
+        f"https://{OOS}/exports-bucket/snap.qcow2.gz?X-Amz-Signature=zz",
+        f"https://{OOS}/exports-bucket/snap.qcow2.gz?{query().replace('20', '19', 1)}"
+        f"&X-Amz-Expires=1",
+    ]
+    return urls
+
+
+# --- Generated inputs and the oracle --------------------------------------------------------
+
+MAX_SNAPSHOT_SIZE = 14901 * 1024**3
+FORBIDDEN_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
+NASTY = [
+    "\x00",
+    "\r",
+    "\n",
+    "\t",
+    "\u202e",
+    "\u200b",
+    "\ufeff",
+    "\u2028",
+    "%00",
+    "%0d%0a",
+    "@",
+    "\\",
+    "#",
+    "?",
+    "..",
+    "/",
+    ":",
+    "[",
+    "]",
+    "%",
+    " ",
+    "\U0010ffff",
+    "\u0660",
+    "<script>",
+    "'",
+    '"',
+    "{{",
+    "}}",
+    "${",
+    "127.0.0.1",
+    "169.254.169.254",
+    "X-Amz-Signature=",
+]
+
+
+def _random_text(rng: random.Random, longest: int) -> str:
+    pieces = []
+    for _ in range(rng.randint(0, 6)):
+        choice = rng.random()
+        if choice < 0.4:
+            pieces.append("".join(rng.choices(string.ascii_letters + "-_. ", k=rng.randint(1, 12))))
+        elif choice < 0.7:
+            pieces.append(rng.choice(NASTY))
+        elif choice < 0.9:
+            pieces.append(chr(rng.randint(0, 0x2FFF)))
+        else:
+            pieces.append("x" * rng.randint(longest - 5, longest + 5))
+    return "".join(pieces)
+
+
+def _mutated_url(rng: random.Random) -> str:
+    url = good_url()
+    roll = rng.random()
+    if roll < 0.15:
+        return url
+    if roll < 0.35:
+        host = rng.choice([*PRIVATE_HOSTS, OOS, OOS, "oos.eu-west-2.outscale.com"])
+        return url.replace(OOS, host, 1)
+    if roll < 0.5:
+        return _random_text(rng, 4096)
+    chars = list(url)
+    for _ in range(rng.randint(1, 4)):
+        position = rng.randrange(len(chars) + 1)
+        action = rng.random()
+        if action < 0.4:
+            chars.insert(position, rng.choice(NASTY))
+        elif action < 0.7 and chars:
+            del chars[min(position, len(chars) - 1)]
+        elif chars:
+            chars[min(position, len(chars) - 1)] = chr(rng.randint(0, 0x17F))
+    return "".join(chars)
+
+
+def _random_size(rng: random.Random) -> str:
+    return rng.choice(
+        [
+            str(rng.randint(1, MAX_SNAPSHOT_SIZE)),
+            str(rng.randint(-(10**6), 0)),
+            str(MAX_SNAPSHOT_SIZE + rng.randint(1, 10**9)),
+            str(MAX_SNAPSHOT_SIZE),
+            "1",
+            "10_737_418_240",
+            "10 737 418 240",
+            "1e10",
+            "0x10",
+            "\u0661\u0662\u0663",
+            "１２３",
+            "12.5",
+            "",
+            " 42 ",
+            "9" * 41,
+            _random_text(rng, 40),
+        ]
+    )
+
+
+def generated_inputs(count: int, seed: int = 7) -> list[dict[str, str]]:
+    rng = random.Random(seed)  # noqa: S311 - reproducible test data, not a secret
+    inputs = []
+    for _ in range(count):
+        name = rng.choice(["backup", "nightly-volume", _random_text(rng, 255), ""])
+        inputs.append(
+            {
+                "name": name,
+                "description": rng.choice(["", "weekly", _random_text(rng, 1000)]),
+                "presigned_url": _mutated_url(rng),
+                "snapshot_size": _random_size(rng),
+            }
+        )
+    return inputs
+
+
+def why_invalid(data: dict[str, str]) -> str:
+    """A reason this input must be refused, or "" when the oracle cannot object (necessary
+    conditions only: the portal may refuse more, never less)."""
+    name = data["name"].strip()
+    if not name or len(name) > 255:
+        return "name empty or too long"
+    if any(unicodedata.category(char) in FORBIDDEN_CATEGORIES for char in name):
+        return "name with a control or invisible character"
+    description = data["description"].strip()
+    if len(description) > 1000:
+        return "description too long"
+    if any(
+        unicodedata.category(char) in FORBIDDEN_CATEGORIES and char not in "\n\t"
+        for char in description
+    ):
+        return "description with a control character"
+    size = data["snapshot_size"].strip().replace(" ", "").replace("_", "")
+    if not size.isascii() or not size.isdigit() or not 1 <= int(size) <= MAX_SNAPSHOT_SIZE:
+        return "size not a whole number of bytes in range"
+    url = data["presigned_url"].strip()
+    if len(url) > 4096:
+        return "URL too long"
+    if any(ord(char) < 33 or ord(char) > 126 for char in url):
+        return "URL with a control, space or non-ASCII character"
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        return "URL with an invalid port"
+    if parts.scheme != "https":
+        return "URL not https"
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        return "URL with user-info"
+    if (parts.hostname or "") not in {OOS, *EXTRA_HOSTS} or port not in (None, 443):
+        return "URL host not an allowed object store"
+    if "Signature=" not in parts.query:
+        return "URL without a signature"
+    return ""
