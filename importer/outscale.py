@@ -430,28 +430,43 @@ class OscClient:
         )
         if filters is None:
             return SnapshotPage(snapshots=[], next_page_token=None, request_id="")
+        items, token, request_id = self._read_page(
+            "ReadSnapshots", "Snapshots", filters, results_per_page, next_page_token
+        )
+        return SnapshotPage(
+            snapshots=[Snapshot.from_api(item) for item in items],
+            next_page_token=token,
+            request_id=request_id,
+        )
+
+    def _read_page(
+        self,
+        action: str,
+        key: str,
+        filters: Mapping[str, Any],
+        results_per_page: int,
+        next_page_token: str | None,
+    ) -> tuple[list[dict[str, Any]], str | None, str]:
+        """One page of a Read* call: its items under `key`, the next token, the request id."""
         body: dict[str, Any] = {"ResultsPerPage": results_per_page}
         if filters:
-            body["Filters"] = filters
+            body["Filters"] = dict(filters)
         if next_page_token:
             body["NextPageToken"] = next_page_token
-        data = self._call("ReadSnapshots", body)
-        raw = data.get("Snapshots")
+        data = self._call(action, body)
+        raw = data.get(key)
         if raw is not None and not isinstance(raw, list):
             raise OscApiError(
-                action="ReadSnapshots",
+                action=action,
                 http_status=200,
                 type="InvalidResponse",
-                details="Snapshots is not a list",
+                details=f"{key} is not a list",
                 request_id=_request_id(data),
                 transient=True,
             )
         token = data.get("NextPageToken")
-        return SnapshotPage(
-            snapshots=[Snapshot.from_api(item) for item in raw or [] if isinstance(item, dict)],
-            next_page_token=token if isinstance(token, str) and token else None,
-            request_id=_request_id(data),
-        )
+        items = [item for item in raw or [] if isinstance(item, dict)]
+        return items, token if isinstance(token, str) and token else None, _request_id(data)
 
     def iter_snapshots(
         self,
@@ -589,29 +604,17 @@ class OscClient:
                 if not items:
                     return SnapshotExportTaskPage(tasks=[], next_page_token=None, request_id="")
                 filters[key] = items
-        body: dict[str, Any] = {"ResultsPerPage": results_per_page}
-        if filters:
-            body["Filters"] = filters
-        if next_page_token:
-            body["NextPageToken"] = next_page_token
-        data = self._call("ReadSnapshotExportTasks", body)
-        raw = data.get("SnapshotExportTasks")
-        if raw is not None and not isinstance(raw, list):
-            raise OscApiError(
-                action="ReadSnapshotExportTasks",
-                http_status=200,
-                type="InvalidResponse",
-                details="SnapshotExportTasks is not a list",
-                request_id=_request_id(data),
-                transient=True,
-            )
-        token = data.get("NextPageToken")
+        found, token, request_id = self._read_page(
+            "ReadSnapshotExportTasks",
+            "SnapshotExportTasks",
+            filters,
+            results_per_page,
+            next_page_token,
+        )
         return SnapshotExportTaskPage(
-            tasks=[
-                SnapshotExportTask.from_api(item) for item in raw or [] if isinstance(item, dict)
-            ],
-            next_page_token=token if isinstance(token, str) and token else None,
-            request_id=_request_id(data),
+            tasks=[SnapshotExportTask.from_api(item) for item in found],
+            next_page_token=token,
+            request_id=request_id,
         )
 
     def read_snapshot_export_tasks(

@@ -14,9 +14,16 @@ from typing import Any
 import yaml
 from openapi_schema_validator import OAS30Validator, oas30_format_checker
 
-# The spec lives in shared/reference beside the project checkout (as in CI), unless told.
-_BESIDE_CHECKOUT = Path(__file__).resolve().parent.parent.parent / "shared" / "reference"
-SPEC_PATH = Path(os.environ.get("OUTSCALE_SPEC", _BESIDE_CHECKOUT / "outscale.yaml"))
+# The spec lives in shared/reference beside the project checkout (as in CI), unless told; a
+# clone made elsewhere on a workplace machine finds the workplace's copy.
+_CANDIDATES = (
+    Path(__file__).resolve().parent.parent.parent / "shared" / "reference" / "outscale.yaml",
+    Path("/work/shared/reference/outscale.yaml"),
+)
+SPEC_PATH = Path(
+    os.environ.get("OUTSCALE_SPEC")
+    or next((path for path in _CANDIDATES if path.exists()), _CANDIDATES[0])
+)
 
 
 @functools.cache
