@@ -23,10 +23,13 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# mypy's Django plugin loads the settings, and the tests run on the local defaults: both mean
+# DEBUG=1 (the settings default to production, DEBUG=0, so that a forgotten variable fails closed).
 types: $(VENV)/.installed
-	$(VENV)/bin/mypy snapshots_portal importer sandbox
+	DEBUG=$${DEBUG:-1} $(VENV)/bin/mypy snapshots_portal importer sandbox
 
 pytest: $(VENV)/.installed
+	DEBUG=$${DEBUG:-1} \
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
 	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \
 	$(PY) scripts/run_tests.py $(PYTEST_ARGS)

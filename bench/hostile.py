@@ -348,3 +348,287 @@ def why_invalid(data: dict[str, str]) -> str:
     if "Signature=" not in parts.query:
         return "URL without a signature"
     return ""
+
+
+# --- Person-chosen destinations: API endpoint, OOS endpoint, webhook URL, pre-signed URL ------
+
+API = "api.eu-west-2.outscale.com"
+WEBHOOK = "hooks.example.com"  # stands for any public webhook receiver
+DESTINATIONS = ("api", "oos", "webhook", "presigned")
+DESTINATION_TITLES = {
+    "api": "API endpoint (/team/credentials/)",
+    "oos": "OOS endpoint (/team/transfers/)",
+    "webhook": "webhook URL (/team/transfers/)",
+    "presigned": "pre-signed URL (/imports/inspect, /imports/new)",
+}
+# Names the attacker controls. The production pass lists some of them in PORTAL_*_HOSTS (a
+# deployment that trusted a partner's name), so only the address check stands in the way.
+ATTACKER_DNS: dict[str, list[str]] = {
+    "loopback.attacker.example": ["127.0.0.1"],
+    "loopback2.attacker.example": ["127.0.0.2"],
+    "zero.attacker.example": ["0.0.0.0"],  # noqa: S104 - an answer of the fake DNS, never bound
+    "v6-loopback.attacker.example": ["::1"],
+    "mapped.attacker.example": ["::ffff:127.0.0.1"],
+    "compatible.attacker.example": ["::127.0.0.1"],
+    "nat64.attacker.example": ["64:ff9b::7f00:1"],
+    "sixtofour.attacker.example": ["2002:7f00:1::1"],
+    "teredo.attacker.example": ["2001:0:4136:e378:8000:63bf:80ff:fffe"],  # client 127.0.0.1
+    "metadata.attacker.example": ["169.254.169.254"],
+    "metadata-v6.attacker.example": ["fd00:ec2::254"],
+    "mapped-metadata.attacker.example": ["::ffff:169.254.169.254"],
+    "private.attacker.example": ["10.1.2.3"],
+    "ula.attacker.example": ["fd00::1"],
+    "link-local-v6.attacker.example": ["fe80::1"],
+    "cgnat.attacker.example": ["100.100.100.200"],
+    "mixed.attacker.example": [PUBLIC_OOS_ADDRESS, "127.0.0.1"],
+    "mixed-v6.attacker.example": ["2a00:1450:4007:80f::200e", "::1"],
+    f"{API}.attacker.example": ["127.0.0.1"],
+    f"{OOS}.attacker.example": ["127.0.0.1"],
+    f"{WEBHOOK}.attacker.example": ["::1"],
+    "127.0.0.1.nip.io": ["127.0.0.1"],
+    "169.254.169.254.nip.io": ["169.254.169.254"],
+    "localhost.localdomain": ["127.0.0.1"],
+    "ip6-localhost": ["::1"],
+    # admitted by the production pass's PORTAL_API_HOSTS / PORTAL_WEBHOOK_HOSTS
+    "api.partner.example": ["127.0.0.1"],
+    "api-private.partner.example": ["10.0.0.7"],
+    "hooks.partner.example": ["127.0.0.1", "::1"],
+}
+# Every other name of these is public (a fake DNS answer: nothing leaves the machine).
+PUBLIC_NAMES = (API, OOS, WEBHOOK, f"exports-bucket.{OOS}")
+# Rebinding: the allowed name itself answers with an internal address when the request is sent.
+REBOUND_ANSWERS: list[list[str]] = [
+    ["127.0.0.1"],
+    ["::1"],
+    ["169.254.169.254"],
+    ["10.0.0.1"],
+    ["::ffff:127.0.0.1"],
+    ["64:ff9b::7f00:1"],
+    ["0.0.0.0"],  # noqa: S104 - an answer of the fake DNS, never bound
+    [PUBLIC_OOS_ADDRESS, "127.0.0.1"],
+]
+
+LOOPBACK_FORMS = [
+    "127.0.0.1",
+    "127.0.0.2",
+    "127.1",
+    "127.0.1",
+    "0.0.0.0",  # noqa: S104 - a hostile host, never bound
+    "0",
+    "0x7f.1",
+    "0x7f.0.0.1",
+    "0x7f000001",
+    "2130706433",
+    "017700000001",
+    "0177.0.0.1",
+    "127.000.000.001",
+    "[::1]",
+    "[0:0:0:0:0:0:0:1]",
+    "[::]",
+    "[::ffff:127.0.0.1]",
+    "[::ffff:7f00:1]",
+    "[0:0:0:0:0:ffff:127.0.0.1]",
+    "[::127.0.0.1]",
+    "[64:ff9b::127.0.0.1]",
+    "[64:ff9b::7f00:1]",
+    "[2002:7f00:1::1]",
+    "[2001:0:4136:e378:8000:63bf:80ff:fffe]",
+    "localhost",
+    "LocalHost",
+]
+INTERNAL_FORMS = [
+    "169.254.169.254",
+    "0xa9fea9fe",
+    "2852039166",
+    "[fd00:ec2::254]",
+    "[::ffff:169.254.169.254]",
+    "10.0.0.1",
+    "172.16.0.1",
+    "192.168.0.1",
+    "100.100.100.200",
+    "[fe80::1]",
+    "[fc00::1]",
+]
+WELL_KNOWN_PORTS = (6379, 5432, 11211, 80, 8080, 22, 25, 2375)
+
+
+def destination_suffix(kind: str) -> str:
+    """What follows the host in a value of this destination."""
+    return {
+        "api": "/api/v1",
+        "oos": "",
+        "webhook": "/hooks/snapshots",
+        "presigned": f"/exports-bucket/snap.qcow2.gz?{query()}",
+    }[kind]
+
+
+def official_host(kind: str) -> str:
+    return {"api": API, "oos": OOS, "webhook": WEBHOOK, "presigned": OOS}[kind]
+
+
+def destination_values(kind: str, ports: list[int]) -> list[str]:
+    """Hundreds of values for one destination, every one of which the guard must refuse.
+
+    ``ports`` are the loopback listeners' ports (the first is the Redis-like one). Every value
+    either points at a non-public address (in any spelling, or through a name the fake DNS maps
+    there), or is malformed in a way a looser parser would read as such an address.
+    """
+    tail = destination_suffix(kind)
+    good = official_host(kind)
+    redis, *others = ports
+    values: list[str] = []
+    for host in [*LOOPBACK_FORMS, *INTERNAL_FORMS, *ATTACKER_DNS]:
+        values.append(f"https://{host}{tail}")
+        for port in ports:
+            values += [f"https://{host}:{port}{tail}", f"http://{host}:{port}{tail}"]
+    for host in ("127.0.0.1", "[::1]", "localhost", "loopback.attacker.example"):
+        for port in WELL_KNOWN_PORTS:
+            values += [f"https://{host}:{port}{tail}", f"http://{host}:{port}{tail}"]
+    for port in ports[:2]:
+        values += _tricks(good, port, tail)
+    values += _look_alikes(good, redis, tail)
+    values += [
+        f"https://{'a' * 64}.{good}{tail}",
+        f"https://{'a.' * 130}{good}{tail}",
+        f"https://127.0.0.1:{redis}/{'x' * 300}",
+        f"https://localhost:{redis}/{'x' * 3000}",
+        f"https://{good}/{'x' * 5000}",
+        f"https://{good}{tail}{'&a=' if '?' in tail else '?a='}{'a' * 100_000}",
+        f"https://127.0.0.1:{redis}{tail}{'/x' * 60_000}",
+        "https://" + "1" * 300 + tail,
+    ]
+    if others:
+        values.append(f"https://{good}:{others[0]}@127.0.0.1:{redis}{tail}")
+    return list(dict.fromkeys(values))
+
+
+def _tricks(good: str, port: int, tail: str) -> list[str]:
+    """User-info, fragments, encodings, schemes, ports and brackets around a loopback port."""
+    loop = f"127.0.0.1:{port}"
+    return [
+        # user-info: the host a reader sees is not the one dialled
+        f"https://{good}@{loop}{tail}",
+        f"https://{good}:443@{loop}{tail}",
+        f"https://user:pass@{loop}{tail}",
+        f"https://user:pass@{good}{tail}",
+        f"https://{loop}\\@{good}{tail}",
+        f"https://{loop}%40{good}{tail}",
+        f"https://{good}%40{loop}{tail}",
+        f"https://{good}@@{loop}{tail}",
+        f"https://@{loop}{tail}",
+        # fragments and queries that change the host or the path a parser sees
+        f"https://{loop}#@{good}{tail}",
+        f"https://{loop}/#/{good}{tail}",
+        f"https://{loop}?@{good}{tail}",
+        f"https://{good}#@{loop}{tail}",
+        f"https://{good}{tail}#/../../{loop}",
+        f"https://{good}{tail}#",
+        f"https://{loop};@{good}{tail}",
+        # percent-encoding, whitespace and control characters
+        f"https://127%2e0%2e0%2e1:{port}{tail}",
+        f"https://%31%32%37.0.0.1:{port}{tail}",
+        f"https://%6c%6f%63%61%6c%68%6f%73%74:{port}{tail}",
+        f" https://{loop}{tail}",
+        f"https://{good}\n@{loop}{tail}",
+        f"https://{good}\r\n@{loop}{tail}",
+        f"https://{good}\t@{loop}{tail}",
+        f"https://{good}\x00@{loop}{tail}",
+        f"https://{loop}{tail}\r\nHost: {good}",
+        f"https://{good} @{loop}{tail}",
+        f"https://{loop}\x0b{tail}",
+        # schemes (plain http to the allowed host, even on its https port)
+        f"http://{good}{tail}",
+        f"http://{good}:443{tail}",
+        f"HTTP://{loop}{tail}",
+        f"hTTps://{loop}{tail}",
+        f"http:{loop}{tail}",
+        f"https:/{loop}{tail}",
+        f"https:///{loop}{tail}",
+        f"https:\\\\{loop}{tail}",
+        f"//{loop}{tail}",
+        f"{loop}{tail}",
+        f"localhost:{port}{tail}",
+        f"gopher://{loop}/_PING%0d%0a",
+        f"dict://{loop}/info",
+        f"redis://{loop}/0",
+        f"ftp://{loop}{tail}",
+        f"ws://{loop}{tail}",
+        "file:///etc/passwd",
+        f"jar:https://{loop}!/",
+        # ports
+        f"https://127.0.0.1:0{port}{tail}",
+        f"https://127.0.0.1:{port + 65536}{tail}",
+        f"https://127.0.0.1:{port}:{port}{tail}",
+        f"https://127.0.0.1:+{port}{tail}",
+        f"https://127.0.0.1: {port}{tail}",
+        f"https://127.0.0.1:-{port}{tail}",
+        f"https://{good}:{port}:443{tail}",
+        f"https://{loop}/:443{tail}",
+        # brackets, zone ids, trailing dots
+        f"https://[127.0.0.1]:{port}{tail}",
+        f"https://[::1]]:{port}{tail}",
+        f"https://[[::1]]:{port}{tail}",
+        f"https://[::1%25lo]:{port}{tail}",
+        f"https://[fe80::1%25lo]:{port}{tail}",
+        f"https://[::1]:{port}]{tail}",
+        f"https://localhost.:{port}{tail}",
+        f"https://127.0.0.1.:{port}{tail}",
+        f"https://{good}.:{port}{tail}",
+        f"https://{good}..{tail}",
+        f"https://.{good}{tail}",
+        f"https://{good}.attacker.example:{port}{tail}",
+        f"https://{good}.127.0.0.1.nip.io:{port}{tail}",
+    ]
+
+
+def _look_alikes(good: str, port: int, tail: str) -> list[str]:
+    """Non-ASCII spellings: look-alike letters, full-width digits, dots that IDNA maps to '.'."""
+    cyrillic_a = good.replace("a", "\u0430", 1)
+    cyrillic_o = good.replace("o", "\u043e", 1)
+    ideographic_dots = good.replace(".", "\u3002")
+    full_width_dot = good.replace(".", "\uff0e", 1)
+    dotted_capital_i = good.upper().replace("I", "\u0130")
+    return [
+        f"https://{cyrillic_a}{tail}",
+        f"https://{cyrillic_o}{tail}",
+        f"https://{ideographic_dots}{tail}",
+        f"https://{full_width_dot}{tail}",
+        f"https://{good}\u200b{tail}",
+        f"https://\u200b{good}{tail}",
+        f"https://{good}{tail}\u202e",
+        f"https://{dotted_capital_i}{tail}",
+        f"https://\uff11\uff12\uff17.\uff10.\uff10.\uff11:{port}{tail}",
+        f"https://127\u30020\u30020\u30021:{port}{tail}",
+        f"https://127\uff0e0\uff0e0\uff0e1:{port}{tail}",
+        f"https://\u24db\u24de\u24d2\u24d0\u24db\u24d7\u24de\u24e2\u24e3:{port}{tail}",
+        f"https://\u217cocalhost:{port}{tail}",
+        f"https://loca\u0142host:{port}{tail}",
+        f"https://\uff4c\uff4f\uff43\uff41\uff4c\uff48\uff4f\uff53\uff54:{port}{tail}",
+        f"https://127.0.0.\u00b9:{port}{tail}",
+        f"https://127.0.0.\u0661:{port}{tail}",
+        f"https://xn--{good}{tail}",
+        f"https://xn--80ak6aa92e.com:{port}{tail}",
+    ]
+
+
+def sandbox_variants(kind: str, port: int) -> list[str]:
+    """The one listed entry ``127.0.0.1:<port>`` written any other way: each must be refused."""
+    tail = destination_suffix(kind)
+    hosts = [form for form in LOOPBACK_FORMS if form != "127.0.0.1"]
+    hosts += ["loopback.attacker.example", "mapped.attacker.example", "127.0.0.1.nip.io"]
+    values = [f"http://{host}:{port}{tail}" for host in hosts]
+    values += [
+        f"https://127.0.0.1{tail}",
+        f"http://127.0.0.1{tail}",
+        f"http://user@127.0.0.1:{port}{tail}",
+        f"http://{official_host(kind)}@127.0.0.1:{port}{tail}",
+        f"http://127.0.0.1:{port}#@{official_host(kind)}{tail}",
+        f"http://127.0.0.1:{port}{tail}#",
+        f"http://127.0.0.1:0{port}{tail}",
+        f"http://127.0.0.1:{port + 65536}{tail}",
+        f"http://127.0.0.1.:{port}{tail}",
+        f"http://127%2e0%2e0%2e1:{port}{tail}",
+        f"http://127\u30020\u30020\u30021:{port}{tail}",
+        f"gopher://127.0.0.1:{port}/_GET",
+    ]
+    return list(dict.fromkeys(values))

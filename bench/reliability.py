@@ -2,6 +2,7 @@
 written to docs/RELIABILITY.md. Exits non-zero when a figure misses its target.
 
     .venv/bin/python -m bench.reliability [--kill-runs N] [--fault-imports N] [--inputs N]
+        [--destination-values N] [--only kill,redis,postgres,faults,hostile,destinations,leak]
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from bench.stack import (
     ROOT,
@@ -33,7 +35,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fault-imports", type=int, default=1000)
     parser.add_argument("--inputs", type=int, default=10_000, help="generated form inputs")
     parser.add_argument(
-        "--only", default="", help="comma-separated: kill,redis,postgres,faults,hostile,leak"
+        "--destination-values",
+        type=int,
+        default=0,
+        help="hostile values per person-chosen destination (0: every crafted one)",
+    )
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated: kill,redis,postgres,faults,hostile,destinations,leak "
+        "(hostile includes destinations)",
     )
     parser.add_argument("--output", default=str(ROOT / "docs" / "RELIABILITY.md"))
     args = parser.parse_args(argv)
@@ -52,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     sandbox = start_sandbox(api_port=0, s3_port=0)
     results = Results("Reliability and security")
     try:
-        setup_django(postgres.url, broker.url, sandbox.api_url)
+        setup_django(postgres.url, broker.url, sandbox.api_url, sandbox.s3_url)
         from bench import scenarios
 
         env = scenarios.Env(sandbox, broker, postgres.url, log_dir, postgres=postgres)
@@ -297,6 +308,9 @@ def run_all(env, args, results: Results) -> None:  # type: ignore[no-untyped-def
             "by an audit hook on socket.connect; none leaves the machine.",
         )
 
+    if selected(args, "hostile") or selected(args, "destinations"):
+        destinations_section(args, results)
+
     if selected(args, "leak"):
         section = "Secret leak scan (canary signatures)"
         print(f"\n{section}", flush=True)
@@ -317,6 +331,138 @@ def run_all(env, args, results: Results) -> None:  # type: ignore[no-untyped-def
             )
 
 
+def destinations_section(args: argparse.Namespace, results: Results) -> None:
+    from bench import scenarios
+    from bench.hostile import DESTINATION_TITLES, DESTINATIONS
+
+    section = "Hostile input: person-chosen destinations"
+    print(f"\n{section}", flush=True)
+    found = scenarios.scenario_hostile_destinations(args.destination_values or None)
+    smallest = 40 if args.destination_values else 200
+    for run in found.passes:
+        label = run.name
+        for kind in DESTINATIONS:
+            results.add(
+                section,
+                f"{label}: hostile values tried, {DESTINATION_TITLES[kind]}",
+                f"{run.tried[kind]} posted, {run.sent[kind]} stored and sent",
+                f">= {smallest}",
+                run.tried[kind] >= smallest,
+            )
+        for name, count in run.connections.items():
+            results.add(
+                section,
+                f"{label}: connections to the {name} listener ({found.listeners[name]})",
+                count,
+                "0",
+                count == 0,
+            )
+        if run.name == "local run":
+            results.add(
+                section,
+                f"{label}: connections of hostile values to the sandbox listener, the one "
+                f"listed entry ({found.listeners[scenarios.SANDBOX_LISTENER]})",
+                run.sandbox_connections,
+                "0",
+                run.sandbox_connections == 0,
+            )
+        results.add(
+            section,
+            f"{label}: other connections to a non-public address (refused at the socket)",
+            len(run.socket_forbidden),
+            "0",
+            not run.socket_forbidden,
+        )
+        for measure, counter in (
+            ("values saved", run.saved),
+            ("answers 500", run.server_errors),
+            ("stored values sent anyway", run.not_refused),
+            ("send paths that raised an error their callers do not catch", run.crashes),
+        ):
+            total = sum(counter.values())
+            results.add(
+                section,
+                f"{label}: {measure}",
+                total if not total else f"{total} ({_per_destination(counter)})",
+                "0",
+                total == 0,
+            )
+        results.add(
+            section,
+            f"{label}: connections to public addresses (refused by the bench)",
+            run.socket_public,
+        )
+        if run.name == "local run":
+            results.add(
+                section,
+                f"{label}: redirects answered by the sandbox (5 statuses x "
+                f"{scenarios.REDIRECT_DESTINATIONS} targets x 4 destinations), none followed",
+                f"{run.redirects} redirects, {run.redirect_connections} connections to the sandbox",
+            )
+            results.add(
+                section,
+                f"{label}: controls (the listed entry, one per destination) saved and reached",
+                f"{run.controls_passed}/{run.controls}",
+                "all",
+                run.controls_passed == run.controls,
+            )
+        for example in run.examples[:10]:
+            results.note(section, f"Example ({label}): `{example}`")
+    results.note(
+        section,
+        "Values: for each destination (a team admin's API endpoint on /team/credentials/, OOS "
+        "endpoint and webhook URL on /team/transfers/, an operator's pre-signed URL on "
+        "/imports/inspect and /imports/new) loopback in every spelling (127.0.0.1, 127.0.0.2, "
+        "127.1, 0.0.0.0, 0, 2130706433, 0x7f.1, 017700000001, [::1], [::], [::ffff:127.0.0.1], "
+        "[::127.0.0.1], NAT64 [64:ff9b::7f00:1], 6to4 [2002:7f00:1::1], Teredo, localhost), "
+        "metadata and private addresses, names the fake DNS maps to each of them, each on the "
+        "default port, on every listener's port over https and http and on well-known ports "
+        "(6379, 5432, 11211, 80, 8080, 22, 25, 2375); user-info, fragments and queries that "
+        "move the host or the path, percent-encoding, whitespace and control characters, other "
+        "schemes (gopher, dict, redis, file...), port tricks (leading zero, +65536, two ports),"
+        " brackets and zone ids, trailing dots, non-ASCII look-alikes (Cyrillic letters, "
+        "full-width digits, ideographic dots) and overlong values.",
+    )
+    results.note(
+        section,
+        "Each value is posted through its view(s) as a logged-in admin or operator (Django test "
+        "client); then, as if it had got past the form, it is written to the database "
+        "(Team.endpoint, Team.oos_endpoint, TeamWebhook.url_encrypted) and its send path is "
+        "called: `services.api_client(team).read_snapshots_page()`, "
+        "`export_services.find_exported_object()` (boto3 `list_objects_v2`), "
+        "`notifications.webhook_deliver()` and `presigned.read_object_head()`. A value is "
+        "saved when a view answered 302 or any stored destination, import job or audit event "
+        "changed. Then DNS rebinding: the allowed names themselves (api.*, oos.*, the webhook's "
+        "host) answer loopback, metadata, 10.x, mapped, NAT64, 0.0.0.0 or public+loopback, and "
+        "once public-then-loopback (a second resolution would dial loopback: only the send "
+        "paths, since it is public when saved).",
+    )
+    results.note(
+        section,
+        "Listeners: plain TCP servers in threads (a Redis-like one answering -ERR, an HTTP API "
+        "answering 200 JSON, a metadata service, a mail server with its banner), each on "
+        "127.0.0.1, 127.0.0.2 and [::1] on the same port, counting every accepted connection. "
+        "Any other connection is refused and counted at the socket (the wrapped "
+        "socket.socket.connect and the socket.connect audit hook).",
+    )
+    results.note(
+        section,
+        "Production pass: PORTAL_ALLOW_HTTP_URLS off, OSC_ENDPOINT_API the real one, and on the "
+        "allow-lists partner names the fake DNS maps inside (api.partner.example -> "
+        "127.0.0.1, hooks.partner.example:<port> -> 127.0.0.1 and ::1, the three "
+        "PORTAL_URL_HOSTS of the pre-signed URL phase) and a forgotten sandbox entry "
+        "127.0.0.1:<HTTP API listener port> in each list: listed, it is still not dialled. "
+        "Local-run pass: PORTAL_ALLOW_HTTP_URLS on with exactly one entry, 127.0.0.1:<sandbox "
+        "port>, in each list (and as OSC_ENDPOINT_API); every other way of writing it "
+        "(localhost, 127.0.0.2, [::1], 2130706433, user-info, a leading zero...) is among the "
+        "values.",
+    )
+
+
+def _per_destination(counter: Any) -> str:
+    return ", ".join(f"{kind} {count}" for kind, count in sorted(counter.items()) if count)
+
+
 def write_document(path: Path, results: Results, args: argparse.Namespace, minutes: float) -> None:
     missed = results.missed
     lines = [
@@ -333,12 +479,15 @@ def write_document(path: Path, results: Results, args: argparse.Namespace, minut
         "gunicorn serving the portal, Celery worker processes.",
         f"- Sizes: {args.kill_runs} kills per step, {args.redis_submissions} submissions around "
         f"the Redis outage, {args.pg_jobs} imports across the PostgreSQL restart, "
-        f"{args.fault_imports} imports under API faults, {args.inputs} generated form inputs.",
+        f"{args.fault_imports} imports under API faults, {args.inputs} generated form inputs, "
+        f"{'every crafted' if not args.destination_values else args.destination_values} "
+        "hostile value(s) per person-chosen destination.",
         f"- Verdict: {'every target met' if not missed else 'MISSED: ' + '; '.join(f.name for f in missed)}.",  # noqa: E501
         "- A short version of each scenario runs in CI: `tests/test_reliability.py`.",
         "- Reproduce: `make reliability` (after `make test`'s install step; needs redis-server "
         "and PostgreSQL's server binaries). One scenario alone: `.venv/bin/python -m "
-        "bench.reliability --only kill` (or redis, postgres, faults, hostile, leak; "
+        "bench.reliability --only kill` (or redis, postgres, faults, hostile, destinations, "
+        "leak; "
         "`--output` elsewhere to keep this file). The logs of every process of the run stay in "
         "the temporary folder it prints first.",
     ]

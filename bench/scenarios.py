@@ -62,7 +62,7 @@ class Env:
         database_url = self.database_url
         if database_url.startswith("postgres"):
             database_url += f"?application_name={APPLICATION_NAME}"
-        return portal_env(database_url, self.redis.url, self.sandbox.api_url)
+        return portal_env(database_url, self.redis.url, self.sandbox.api_url, self.sandbox.s3_url)
 
     def worker(self, extra_env: dict[str, str] | None = None, **options: Any) -> Process:
         process = start_worker(self.log_dir, {**self.worker_env(), **(extra_env or {})}, **options)
@@ -100,9 +100,10 @@ def people() -> dict[str, Any]:
 def parsed(url: str) -> Any:
     from django.utils import timezone
 
-    from importer.presigned import UrlPolicy, parse_presigned_url
+    from importer.forms import url_policy
+    from importer.presigned import parse_presigned_url
 
-    return parse_presigned_url(url, policy=UrlPolicy(allow_http=True), now=timezone.now())
+    return parse_presigned_url(url, policy=url_policy(), now=timezone.now())
 
 
 def create_job(sandbox: Any, *, size: int = 10 * GIB, url: Any = None, name: str = "") -> Any:
@@ -368,7 +369,8 @@ def dialog_data(sandbox: Any, **overrides: str) -> dict[str, str]:
         "description": "",
         "presigned_url": sandbox.presign(),
         "snapshot_size": str(10 * GIB),
-        "idempotency_key": str(uuid.uuid4()),
+        # No idempotency key: one is bound to the user whose form it was (signed), and each post
+        # here is a new import, which is what a post without a key is.
     }
     data.update(overrides)
     return data
@@ -977,6 +979,782 @@ def _redirect_phase(client: Any) -> tuple[int, int, int]:
         server.shutdown()
         server.server_close()
     return urls, len(watch.forbidden) + len(watch.audited_forbidden), errors
+
+
+# --- 5b. Hostile person-chosen destinations -------------------------------------------------
+#
+# A team admin types the team's API endpoint, OOS endpoint and webhook URL; an operator pastes a
+# pre-signed URL. Each goes through the outbound guard (importer.net) when it is saved and again
+# at every send. Loopback listeners count every connection they get: a value let through would
+# show there (or at the socket watch, for an address no listener holds).
+
+DESTINATION_KEY = "AKIAHOSTILEDEST0001"
+DESTINATION_SECRET = "hostile-destination-secret-key"  # noqa: S105 - a throwaway bench value
+WEBHOOK_SECRET = "hostile-destination-webhook-secret"  # noqa: S105 - a throwaway bench value
+BASELINE_WEBHOOK = "https://hooks.example.com/baseline"
+REDIRECT_DESTINATIONS = 8  # Location targets of the local run's redirects
+SANDBOX_LISTENER = "sandbox"
+
+
+def _http_answer(status: int, body: bytes, content_type: str, *headers: str) -> bytes:
+    head = [
+        f"HTTP/1.1 {status} Bench",
+        f"Content-Type: {content_type}",
+        f"Content-Length: {len(body)}",
+        "Connection: close",
+        *headers,
+    ]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+API_ANSWER = b'{"Snapshots": [], "ResponseContext": {"RequestId": "listener"}}'
+S3_ANSWER = (
+    b'<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><Name>b</Name>'
+    b"<KeyCount>0</KeyCount><IsTruncated>false</IsTruncated></ListBucketResult>"
+)
+
+
+class CountingListener:
+    """A TCP server on loopback that counts every connection it accepts.
+
+    It answers like the service it stands for (Redis, an HTTP API, a metadata service, a mail
+    server): a guard that let a value through would show here, whatever the client expected. It
+    also listens on 127.0.0.2 and [::1] on the same port when the machine allows it.
+    """
+
+    def __init__(self, name: str, reply: Callable[[bytes], bytes], *, banner: bytes = b"") -> None:
+        self.name = name
+        self.reply = reply
+        self.banner = banner
+        self.accepted = 0
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.sockets = [self._bind("127.0.0.1", 0)]
+        self.port = int(self.sockets[0].getsockname()[1])
+        for extra in ("127.0.0.2", "::1"):
+            with suppress(OSError):
+                self.sockets.append(self._bind(extra, self.port))
+        self.thread = threading.Thread(target=self._serve, daemon=True, name=f"bench-{name}")
+        self.thread.start()
+
+    @staticmethod
+    def _bind(host: str, port: int) -> Any:
+        import socket
+
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.bind((host, port))
+            sock.listen(64)
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    @property
+    def addresses(self) -> set[tuple[str, int]]:
+        return {(str(sock.getsockname()[0]), self.port) for sock in self.sockets}
+
+    @property
+    def shown(self) -> str:
+        hosts = sorted(host if ":" not in host else f"[{host}]" for host, _ in self.addresses)
+        return f"{'/'.join(hosts)} port {self.port}"
+
+    def count(self) -> int:
+        with self.lock:
+            return self.accepted
+
+    def _serve(self) -> None:
+        import select
+
+        while not self.stopping.is_set():
+            ready, _, _ = select.select(self.sockets, [], [], 0.1)
+            for sock in ready:
+                with suppress(OSError):
+                    conn, _ = sock.accept()
+                    with self.lock:
+                        self.accepted += 1
+                    threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: Any) -> None:
+        with conn, suppress(OSError):
+            conn.settimeout(2)
+            if self.banner:
+                conn.sendall(self.banner)
+            conn.sendall(self.reply(conn.recv(65536)))
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(timeout=5)
+        for sock in self.sockets:
+            sock.close()
+
+
+@dataclass
+class Listeners:
+    """The hostile values' targets, and the local run's sandbox (the one listed entry)."""
+
+    targets: list[CountingListener]
+    sandbox: CountingListener
+    locations: list[str]  # where the sandbox's redirects point
+
+    @property
+    def ports(self) -> list[int]:
+        return [listener.port for listener in self.targets]
+
+    @property
+    def addresses(self) -> set[tuple[str, int]]:
+        found: set[tuple[str, int]] = set()
+        for listener in [*self.targets, self.sandbox]:
+            found |= listener.addresses
+        return found
+
+    def counts(self) -> dict[str, int]:
+        return {listener.name: listener.count() for listener in self.targets}
+
+
+@contextmanager
+def counting_listeners() -> Iterator[Listeners]:
+    import re
+
+    locations: list[str] = []
+
+    def sandbox_reply(request: bytes) -> bytes:
+        line = request.split(b"\r\n", 1)[0].decode("latin-1")
+        path = line.split(" ")[1] if line.count(" ") >= 2 else "/"
+        redirect = re.search(r"redirect-(\d{3})-(\d+)", path)
+        if redirect:
+            status, index = int(redirect[1]), int(redirect[2])
+            location = locations[index % len(locations)]
+            # An S3-style redirect too: botocore reads the region and the endpoint from these.
+            body = (
+                f"<Error><Code>PermanentRedirect</Code><Endpoint>{location}</Endpoint></Error>"
+            ).encode()
+            return _http_answer(
+                status,
+                body,
+                "application/xml",
+                f"Location: {location}",
+                "x-amz-bucket-region: us-east-1",
+            )
+        if "list-type=2" in path:
+            return _http_answer(200, S3_ANSWER, "application/xml")
+        return _http_answer(200, API_ANSWER, "application/json")
+
+    targets = [
+        CountingListener("Redis-like", lambda _: b"-ERR unknown command\r\n"),
+        CountingListener("HTTP API", lambda _: _http_answer(200, API_ANSWER, "application/json")),
+        CountingListener(
+            "metadata service",
+            lambda _: _http_answer(200, b"AccessKeyId=ASIAINTERNAL\nToken=internal", "text/plain"),
+        ),
+        CountingListener(
+            "mail server",
+            lambda _: b"502 5.5.2 Error: command not recognized\r\n",
+            banner=b"220 mail.internal ESMTP\r\n",
+        ),
+    ]
+    sandbox = CountingListener(SANDBOX_LISTENER, sandbox_reply)
+    redis, api, metadata, mail = targets
+    locations += [
+        f"http://127.0.0.1:{redis.port}/",
+        f"http://127.0.0.2:{api.port}/api/v1/ReadSnapshots",
+        f"http://[::1]:{metadata.port}/latest/meta-data/iam/security-credentials/",
+        f"http://localhost:{mail.port}/",
+        "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
+        f"gopher://127.0.0.1:{redis.port}/_INFO",
+        "file:///etc/passwd",
+        f"//127.0.0.1:{api.port}/",
+    ]
+    assert len(locations) == REDIRECT_DESTINATIONS  # noqa: S101 - the document says how many
+    try:
+        yield Listeners(targets, sandbox, locations)
+    finally:
+        for listener in [*targets, sandbox]:
+            listener.stop()
+
+
+class FakeDns:
+    """socket.getaddrinfo for the destinations phase: nothing is looked up for real.
+
+    Attacker names resolve to internal addresses, OUTSCALE's and the webhook receiver's names to a
+    public one, numeric spellings (2130706433, 0x7f.1...) as the C library reads them.
+    ``rebound`` makes allowed names answer otherwise (DNS rebinding); "flip" answers public on
+    the first look-up after ``reset`` and loopback after, to catch a second resolution.
+    """
+
+    def __init__(self) -> None:
+        import socket
+
+        self.original = socket.getaddrinfo
+        self.rebound: dict[str, list[str]] = {}
+        self.lookups: Counter[str] = Counter()
+
+    def reset(self) -> None:
+        self.lookups.clear()
+
+    def addresses(self, name: str) -> list[str] | None:
+        from bench.hostile import ATTACKER_DNS, FAKE_DNS, PUBLIC_NAMES, PUBLIC_OOS_ADDRESS
+        from importer.destinations import API_HOSTS
+        from importer.presigned import OOS_HOSTS
+
+        if name in self.rebound:
+            answer = self.rebound[name]
+            if answer == ["flip"]:
+                self.lookups[name] += 1
+                return [PUBLIC_OOS_ADDRESS] if self.lookups[name] == 1 else ["127.0.0.1"]
+            return answer
+        if name in ATTACKER_DNS:
+            return ATTACKER_DNS[name]
+        if name in FAKE_DNS:
+            return FAKE_DNS[name]
+        if name in PUBLIC_NAMES or name in API_HOSTS or name in OOS_HOSTS:
+            return [PUBLIC_OOS_ADDRESS]
+        return None
+
+    def __call__(
+        self, host: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0, flags: int = 0
+    ) -> list[Any]:
+        import socket
+
+        name = (host.decode() if isinstance(host, bytes) else str(host)).rstrip(".").lower()
+        addresses = self.addresses(name)
+        if addresses is None:
+            with suppress(socket.gaierror, UnicodeError):
+                return self.original(host, port, family, type, proto, flags | socket.AI_NUMERICHOST)
+            try:
+                addresses = [socket.inet_ntoa(socket.inet_aton(name))]
+            except (OSError, UnicodeError):
+                raise socket.gaierror(socket.EAI_NONAME, "Name or service not known") from None
+        entries = []
+        for address in addresses:
+            is_v6 = ":" in address
+            found = socket.AF_INET6 if is_v6 else socket.AF_INET
+            if family not in (0, found):
+                continue
+            sockaddr = (address, int(port or 443), 0, 0) if is_v6 else (address, int(port or 443))
+            entries.append((found, socket.SOCK_STREAM, 6, "", sockaddr))
+        if not entries:
+            raise socket.gaierror(
+                socket.EAI_ADDRFAMILY, "Address family for hostname not supported"
+            )
+        return entries
+
+
+@contextmanager
+def destination_settings(listeners: Listeners, dns: FakeDns, *, local_run: bool) -> Iterator[None]:
+    """Production: https only, public addresses only, with partner names (resolving inside) and
+    a forgotten sandbox entry on the allow-lists. Local run: PORTAL_ALLOW_HTTP_URLS with exactly
+    one listed entry, 127.0.0.1:<sandbox port>, in each list."""
+    import socket
+
+    from django.conf import settings
+
+    from bench.hostile import EXTRA_HOSTS
+    from importer import presigned, services
+
+    names = (
+        "PORTAL_ALLOW_HTTP_URLS",
+        "PORTAL_URL_HOSTS",
+        "PORTAL_API_HOSTS",
+        "PORTAL_WEBHOOK_HOSTS",
+        "OSC_ENDPOINT_API",
+    )
+    saved = {name: getattr(settings, name) for name in names}
+    if local_run:
+        entry = f"127.0.0.1:{listeners.sandbox.port}"
+        values: dict[str, Any] = {
+            "PORTAL_ALLOW_HTTP_URLS": True,
+            "PORTAL_URL_HOSTS": [entry],
+            "PORTAL_API_HOSTS": [],
+            "PORTAL_WEBHOOK_HOSTS": [entry],
+            # OSC_ENDPOINT_API's own host:port is on the API list: the one entry there.
+            "OSC_ENDPOINT_API": f"http://{entry}/api/v1",
+        }
+    else:
+        forgotten = f"127.0.0.1:{listeners.targets[1].port}"
+        values = {
+            "PORTAL_ALLOW_HTTP_URLS": False,
+            "PORTAL_URL_HOSTS": [*EXTRA_HOSTS, forgotten],
+            "PORTAL_API_HOSTS": [
+                "api.partner.example",
+                f"api-private.partner.example:{listeners.targets[1].port}",
+                forgotten,
+            ],
+            "PORTAL_WEBHOOK_HOSTS": [
+                f"hooks.partner.example:{listeners.targets[1].port}",
+                forgotten,
+            ],
+            "OSC_ENDPOINT_API": "https://api.eu-west-2.outscale.com/api/v1",
+        }
+    defaults = presigned.inspect_presigned_url.__kwdefaults__ or {}
+    saved_resolver = defaults.get("resolver")
+    saved_enqueue = services.import_enqueue
+    for name, value in values.items():
+        setattr(settings, name, value)
+    defaults["resolver"] = dns
+    socket.getaddrinfo = dns  # type: ignore[assignment]  # net.system_resolver reads it per call
+    services.import_enqueue = lambda **kwargs: True  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        socket.getaddrinfo = dns.original
+        for name, value in saved.items():
+            setattr(settings, name, value)
+        defaults["resolver"] = saved_resolver
+        services.import_enqueue = saved_enqueue  # type: ignore[assignment]
+
+
+def destination_people() -> dict[str, Any]:
+    """A team with its own (encrypted) credentials and a webhook; its admin and its operator."""
+    from django.contrib.auth.models import User
+
+    from importer.crypto import encrypt_text
+    from importer.models import Membership, Role, Team, TeamWebhook
+
+    team, _ = Team.objects.get_or_create(name="bench-destinations")
+    Team.objects.filter(pk=team.pk).update(
+        region="eu-west-2",
+        endpoint="",
+        oos_endpoint="",
+        uses_environment_credentials=False,
+        access_key_encrypted=encrypt_text(DESTINATION_KEY),
+        secret_key_encrypted=encrypt_text(DESTINATION_SECRET),
+        access_key_hint=DESTINATION_KEY[-4:],
+    )
+    TeamWebhook.objects.update_or_create(
+        team=team,
+        defaults={
+            "url_encrypted": encrypt_text(BASELINE_WEBHOOK),
+            "url_redacted": BASELINE_WEBHOOK,
+            "secret_encrypted": encrypt_text(WEBHOOK_SECRET),
+            "active": True,
+        },
+    )
+    found: dict[str, Any] = {}
+    for role in (Role.ADMIN, Role.OPERATOR):
+        user = User.objects.filter(username=f"bench-destinations-{role}").first()
+        if user is None:
+            user = User.objects.create_user(
+                username=f"bench-destinations-{role}", password=PASSWORD
+            )
+        Membership.objects.get_or_create(user=user, team=team, defaults={"role": role})
+        found[str(role)] = user
+    team.refresh_from_db()
+    found["team"] = team
+    found["webhook"] = TeamWebhook.objects.get(team=team)
+    return found
+
+
+def _stored_destinations(team_id: int) -> tuple[Any, ...]:
+    """Everything a saved destination would change (encrypted values change on every save)."""
+    from importer.audit import AuditEvent
+    from importer.models import ImportJob, Team, TeamWebhook
+
+    team = Team.objects.filter(pk=team_id).values_list(
+        "region",
+        "endpoint",
+        "oos_endpoint",
+        "uses_environment_credentials",
+        "access_key_encrypted",
+        "secret_key_encrypted",
+        "credentials_updated_at",
+    )
+    hooks = TeamWebhook.objects.filter(team_id=team_id).values_list(
+        "pk", "url_encrypted", "secret_encrypted", "active", "updated_at"
+    )
+    return (
+        tuple(team.get()),
+        tuple(hooks),
+        ImportJob.objects.filter(team_id=team_id).count(),
+        AuditEvent.objects.filter(team_id=team_id).count(),
+    )
+
+
+def _restore_destinations(team_id: int, baseline: tuple[Any, ...]) -> None:
+    from importer.models import ImportJob, Team, TeamWebhook
+
+    (region, endpoint, oos, env, key, secret, updated), hooks, _, _ = baseline
+    Team.objects.filter(pk=team_id).update(
+        region=region,
+        endpoint=endpoint,
+        oos_endpoint=oos,
+        uses_environment_credentials=env,
+        access_key_encrypted=key,
+        secret_key_encrypted=secret,
+        credentials_updated_at=updated,
+    )
+    for pk, url, hook_secret, active, hook_updated in hooks:
+        TeamWebhook.objects.filter(pk=pk).update(
+            url_encrypted=url, secret_encrypted=hook_secret, active=active, updated_at=hook_updated
+        )
+    # The audit chain is append-only: a saved value stays recorded there (and is counted).
+    ImportJob.objects.filter(team_id=team_id).delete()
+
+
+@dataclass
+class DestinationPass:
+    name: str
+    tried: Counter[str] = field(default_factory=Counter)  # through the views
+    sent: Counter[str] = field(default_factory=Counter)  # stored, then the send path
+    saved: Counter[str] = field(default_factory=Counter)
+    server_errors: Counter[str] = field(default_factory=Counter)
+    not_refused: Counter[str] = field(default_factory=Counter)
+    crashes: Counter[str] = field(default_factory=Counter)
+    connections: dict[str, int] = field(default_factory=dict)  # listener -> accepted
+    sandbox_connections: int = 0  # hostile values reaching the listed entry (local run)
+    socket_forbidden: list[str] = field(default_factory=list)
+    socket_public: int = 0
+    redirects: int = 0
+    redirect_connections: int = 0  # at the sandbox, which answered them
+    controls: int = 0
+    controls_passed: int = 0
+    examples: list[str] = field(default_factory=list)
+
+    @property
+    def hostile_connections(self) -> int:
+        return sum(self.connections.values()) + self.sandbox_connections
+
+
+@dataclass
+class DestinationsResult:
+    passes: list[DestinationPass]
+    listeners: dict[str, str]  # name -> where it listens
+
+
+def scenario_hostile_destinations(limit: int | None = None) -> DestinationsResult:
+    """Hostile values of every person-chosen destination, through the views and the send paths.
+
+    ``limit`` keeps about that many values per destination (a sample spread over the list).
+    """
+    from django.db import connection
+    from django.test import Client
+
+    cast = destination_people()
+    admin = Client(raise_request_exception=False, HTTP_HOST="127.0.0.1")
+    admin.force_login(cast["admin"])
+    operator = Client(raise_request_exception=False, HTTP_HOST="127.0.0.1")
+    operator.force_login(cast["operator"])
+    connection.ensure_connection()
+    passes = []
+    with counting_listeners() as listeners:
+        shown = {listener.name: listener.shown for listener in listeners.targets}
+        shown[listeners.sandbox.name] = listeners.sandbox.shown
+        for local_run in (False, True):
+            passes.append(_destinations_pass(cast, (admin, operator), listeners, local_run, limit))
+    return DestinationsResult(passes=passes, listeners=shown)
+
+
+def _sample(values: list[str], limit: int | None) -> list[str]:
+    if not limit or len(values) <= limit:
+        return values
+    step = len(values) / limit
+    return [values[int(index * step)] for index in range(limit)]
+
+
+@dataclass
+class _Run:
+    """One pass's tools: where results go, who posts, what was stored, the DNS."""
+
+    result: DestinationPass
+    cast: dict[str, Any]
+    clients: tuple[Any, Any]  # (team admin, operator)
+    state: _DestinationState
+    dns: FakeDns
+    connections: Callable[[], int]  # hostile connections so far, at the listeners and socket
+
+
+def _destinations_pass(
+    cast: dict[str, Any],
+    clients: tuple[Any, Any],
+    listeners: Listeners,
+    local_run: bool,
+    limit: int | None,
+) -> DestinationPass:
+    from bench.hostile import DESTINATIONS, REBOUND_ANSWERS, destination_values, sandbox_variants
+
+    result = DestinationPass("local run" if local_run else "production")
+    before = listeners.counts()
+    sandbox_before = listeners.sandbox.count()
+    rebinds = REBOUND_ANSWERS if not limit else REBOUND_ANSWERS[:2]
+    watch = SocketWatch(listeners.addresses)
+
+    def connections() -> int:
+        at_listeners = sum(listeners.counts().values()) + listeners.sandbox.count()
+        return at_listeners + len(watch.forbidden) + len(watch.audited_forbidden)
+
+    run = _Run(result, cast, clients, _DestinationState(cast["team"].pk), FakeDns(), connections)
+    with destination_settings(listeners, run.dns, local_run=local_run), watch:
+        for kind in DESTINATIONS:
+            values = destination_values(kind, listeners.ports)
+            if local_run:
+                values += sandbox_variants(kind, listeners.sandbox.port)
+            for value in _sample(values, limit):
+                _try_destination(run, kind, value)
+            # DNS rebinding: the allowed name itself now answers with an internal address.
+            for answer in [*rebinds, ["flip"]]:
+                run.dns.rebound = dict.fromkeys(_public_names(), answer)
+                note = f" (its name resolving to {', '.join(answer)})"
+                if answer == ["flip"]:
+                    note = " (its name resolving public, then to 127.0.0.1)"
+                for value in _official_values(kind):
+                    # A flip answers public at save time: only its send path is hostile.
+                    _try_destination(run, kind, value, views=answer != ["flip"], note=note)
+                run.dns.rebound = {}
+        result.sandbox_connections = listeners.sandbox.count() - sandbox_before
+        if local_run:
+            _redirects_and_controls(run, listeners)
+    run.state.restore()
+    result.connections = {name: count - before[name] for name, count in listeners.counts().items()}
+    result.socket_forbidden = watch.forbidden + watch.audited_forbidden
+    result.socket_public = len(watch.public)
+    return result
+
+
+class _DestinationState:
+    """The team's stored destinations as the pass found them; a change is a value saved."""
+
+    def __init__(self, team_id: int) -> None:
+        self.team_id = team_id
+        self.baseline = _stored_destinations(team_id)
+
+    def changed(self) -> bool:
+        """True (and everything put back) when something was saved since the last call."""
+        now = _stored_destinations(self.team_id)
+        if now == self.baseline:
+            return False
+        self.restore()
+        self.baseline = _stored_destinations(self.team_id)  # with the audit event it left
+        return True
+
+    def restore(self) -> None:
+        _restore_destinations(self.team_id, self.baseline)
+
+
+def _public_names() -> list[str]:
+    from bench.hostile import PUBLIC_NAMES
+    from importer.destinations import API_HOSTS
+    from importer.presigned import OOS_HOSTS
+
+    return [*PUBLIC_NAMES, *API_HOSTS, *OOS_HOSTS]
+
+
+def _official_values(kind: str) -> list[str]:
+    """The values that are right while DNS tells the truth."""
+    from bench.hostile import API, OOS, WEBHOOK, good_url
+
+    return {
+        "api": [f"https://{API}/api/v1"],
+        "oos": [f"https://{OOS}", f"https://exports-bucket.{OOS}"],
+        "webhook": [f"https://{WEBHOOK}/hooks/snapshots"],
+        "presigned": [
+            good_url(),
+            good_url().replace(f"{OOS}/exports-bucket", f"exports-bucket.{OOS}"),
+        ],
+    }[kind]
+
+
+def _try_destination(
+    run: _Run, kind: str, value: str, *, views: bool = True, note: str = ""
+) -> None:
+    """One hostile value: posted through its views, then stored as if it had got past them and
+    sent. Both must refuse it; nothing may be saved, dialled, or answer 500."""
+    result = run.result
+    shown = f"{value[:160]!r}{note}"
+    connected = run.connections()
+    if views:
+        result.tried[kind] += 1
+        statuses = _post_destination(kind, value, run.clients)
+        errors = sum(status >= 500 for status in statuses)
+        result.server_errors[kind] += errors
+        if errors:
+            result.examples.append(f"{kind}: 500 for {shown}")
+        if run.state.changed() or 302 in statuses:
+            result.saved[kind] += 1
+            result.examples.append(f"{kind}: saved {shown}")
+    if _storable(kind, value):
+        result.sent[kind] += 1
+        run.dns.reset()
+        outcome = _send_stored(kind, value, run.cast)
+        run.state.restore()
+        if outcome == "sent":
+            result.not_refused[kind] += 1
+            result.examples.append(f"{kind}: sent to {shown}")
+        elif outcome != "refused":
+            result.crashes[kind] += 1
+            result.examples.append(f"{kind}: {outcome} for {shown}")
+    if run.connections() > connected:
+        result.examples.append(f"{kind}: connection to a non-public address for {shown}")
+
+
+def _storable(kind: str, value: str) -> bool:
+    # The endpoints are 255-character columns; PostgreSQL stores no NUL in text.
+    if kind in ("api", "oos"):
+        return len(value) <= 255 and "\x00" not in value
+    return True  # the webhook URL is stored encrypted; a pre-signed URL is never stored
+
+
+def _post_destination(kind: str, value: str, clients: tuple[Any, Any]) -> list[int]:
+    admin, operator = clients
+    if kind == "api":
+        data = {
+            "region": "eu-west-2",
+            "endpoint": value,
+            "access_key": DESTINATION_KEY,
+            "secret_key": DESTINATION_SECRET,
+        }
+        return [admin.post("/team/credentials/", data).status_code]
+    if kind in ("oos", "webhook"):
+        data = {"oos_endpoint": "", "webhook_url": "", "webhook_secret": ""}
+        if kind == "oos":
+            data["oos_endpoint"] = value
+        else:
+            data.update(webhook_url=value, webhook_secret=WEBHOOK_SECRET)
+        return [admin.post("/team/transfers/", data).status_code]
+    data = {"name": "hostile-destination", "presigned_url": value, "snapshot_size": str(10 * GIB)}
+    return [operator.post(path, data).status_code for path in ("/imports/inspect", "/imports/new")]
+
+
+def _send_stored(kind: str, value: str, cast: dict[str, Any]) -> str:
+    """ "sent", "refused", or what was raised that the send path's callers do not expect."""
+    from botocore.exceptions import BotoCoreError, ClientError
+    from django.utils import timezone
+
+    from importer import export_services, notifications, presigned, services
+    from importer.crypto import DecryptionError, encrypt_text
+    from importer.exports import DeliveryState, WebhookDelivery
+    from importer.forms import url_policy
+    from importer.models import Team, TeamWebhook
+    from importer.outscale import OscApiError
+
+    team = cast["team"]
+    try:
+        if kind == "api":
+            Team.objects.filter(pk=team.pk).update(endpoint=value)
+            team.refresh_from_db()
+            try:
+                services.api_client(team).read_snapshots_page(states=["completed"])
+            except (OscApiError, ValueError, DecryptionError):  # what the pollers catch
+                return "refused"
+            return "sent"
+        if kind == "oos":
+            Team.objects.filter(pk=team.pk).update(oos_endpoint=value)
+            team.refresh_from_db()
+            export = _BucketOf("exports-bucket")
+            try:
+                export_services.find_exported_object(team, export)  # type: ignore[arg-type]
+            except (ClientError, BotoCoreError, ValueError, DecryptionError):  # as _complete
+                return "refused"
+            return "sent"
+        if kind == "webhook":
+            webhook = cast["webhook"]
+            TeamWebhook.objects.filter(pk=webhook.pk).update(url_encrypted=encrypt_text(value))
+            delivery = WebhookDelivery.objects.create(
+                webhook=webhook, event="export.completed", payload={"kind": "export"}
+            )
+            with suppress(notifications.TransientDeliveryError):
+                notifications.webhook_deliver(delivery_id=str(delivery.pk))
+            delivery.refresh_from_db()
+            delivered = delivery.state == DeliveryState.DELIVERED
+            delivery.delete()
+            return "sent" if delivered else "refused"
+        url = presigned.PresignedUrl(
+            scheme="https",
+            host="oos.eu-west-2.outscale.com",
+            port=443,
+            bucket="exports-bucket",
+            key="snap.qcow2.gz",
+            style="sigv4",
+            expires_at=timezone.now() + timedelta(hours=1),
+            warnings=(),
+            secret_url=value,
+        )
+        try:
+            presigned.read_object_head(url, policy=url_policy())
+        except presigned.InspectionError:
+            return "refused"
+        return "sent"
+    except Exception as error:  # the finding itself: a send path its callers cannot handle
+        return f"raised {type(error).__name__}"
+
+
+@dataclass
+class _BucketOf:
+    """What find_exported_object reads of an export."""
+
+    bucket: str
+    prefix: str = "exports/"
+    snapshot_id: str = "snap-00000000"
+    disk_image_format: str = "qcow2"
+
+
+def _redirects_and_controls(run: _Run, listeners: Listeners) -> None:
+    """Local run only: the listed sandbox answers every redirect status towards the other
+    listeners and internal addresses (never followed), then one right value per destination
+    is saved and sent (the suite is not blind: the listener does count it)."""
+    from bench.hostile import DESTINATIONS, query
+
+    result, cast, state = run.result, run.cast, run.state
+    entry = f"127.0.0.1:{listeners.sandbox.port}"
+    before = listeners.sandbox.count()
+    for kind in DESTINATIONS:
+        for status in REDIRECT_STATUSES:
+            for index in range(len(listeners.locations)):
+                step = f"redirect-{status}-{index}"
+                value = {
+                    "api": f"http://{entry}/{step}",
+                    "oos": f"http://{entry}",
+                    "webhook": f"http://{entry}/{step}",
+                    "presigned": f"http://{entry}/{step}/snap.qcow2.gz?{query()}",
+                }[kind]
+                result.redirects += 1
+                if kind == "oos":
+                    outcome = _send_stored_bucket(value, step, cast)
+                else:
+                    outcome = _send_stored(kind, value, cast)
+                state.restore()
+                if outcome not in ("refused", "sent"):
+                    result.crashes[kind] += 1
+                    result.examples.append(f"{kind}: {outcome} for redirect {value[:120]!r}")
+    result.redirect_connections = listeners.sandbox.count() - before
+    controls = {
+        "api": f"http://{entry}/api/v1",
+        "oos": f"http://{entry}",
+        "webhook": f"http://{entry}/hooks/snapshots",
+        "presigned": f"http://{entry}/exports-bucket/snap.qcow2.gz?{query()}",
+    }
+    for kind, value in controls.items():
+        result.controls += 1
+        reached = listeners.sandbox.count()
+        # Saved through its view (302), seen as saved by the same check that counts hostile
+        # values, then sent and counted by the listener: each measure of this phase can see.
+        accepted = 302 in _post_destination(kind, value, run.clients) and state.changed()
+        outcome = _send_stored(kind, value, cast)
+        state.restore()
+        if accepted and outcome == "sent" and listeners.sandbox.count() > reached:
+            result.controls_passed += 1
+        else:
+            result.examples.append(f"control {kind} not accepted or not reached: {outcome}")
+
+
+def _send_stored_bucket(endpoint: str, bucket: str, cast: dict[str, Any]) -> str:
+    """The OOS send path on a bucket whose listing the sandbox answers with a redirect."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from importer import export_services
+    from importer.crypto import DecryptionError
+    from importer.models import Team
+
+    team = cast["team"]
+    Team.objects.filter(pk=team.pk).update(oos_endpoint=endpoint)
+    team.refresh_from_db()
+    try:
+        export_services.find_exported_object(team, _BucketOf(bucket))  # type: ignore[arg-type]
+    except (ClientError, BotoCoreError, ValueError, DecryptionError):
+        return "refused"
+    except Exception as error:
+        return f"raised {type(error).__name__}"
+    return "sent"
 
 
 # --- 6. Secret leak scan ------------------------------------------------------------------

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from glob import glob
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -192,10 +193,12 @@ class PrivatePostgres:
 # --- Django and Celery in this process ----------------------------------------------------
 
 
-def setup_django(database_url: str, broker_url: str, sandbox_api_url: str) -> None:
+def setup_django(
+    database_url: str, broker_url: str, sandbox_api_url: str, sandbox_s3_url: str
+) -> None:
     """Points this process at the bench's database, broker and sandbox, then migrates."""
     os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings"
-    os.environ.update(portal_env(database_url, broker_url, sandbox_api_url))
+    os.environ.update(portal_env(database_url, broker_url, sandbox_api_url, sandbox_s3_url))
     import django
     from django.core.management import call_command
 
@@ -206,12 +209,19 @@ def setup_django(database_url: str, broker_url: str, sandbox_api_url: str) -> No
     call_command("migrate", verbosity=0)
 
 
-def portal_env(database_url: str, broker_url: str, sandbox_api_url: str) -> dict[str, str]:
+def portal_env(
+    database_url: str, broker_url: str, sandbox_api_url: str, sandbox_s3_url: str
+) -> dict[str, str]:
     return {
+        # The bench's own process and workers use the sandbox's keys (the local defaults); the
+        # web server measured as production overrides this with DEBUG=0 and real secrets.
+        "DEBUG": "1",
         "DATABASE_URL": database_url,
         "CELERY_BROKER_URL": broker_url,
         "OSC_ENDPOINT_API": sandbox_api_url,
         "PORTAL_ALLOW_HTTP_URLS": "1",
+        # The sandbox's object store, exactly: http:// is admitted for this host and port only.
+        "PORTAL_URL_HOSTS": urlsplit(sandbox_s3_url).netloc,
         "PORTAL_POLL_SECONDS": "1",
         "OSC_READ_TIMEOUT": "3",
         "PORTAL_LOG_LEVEL": "INFO",

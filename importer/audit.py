@@ -1,10 +1,15 @@
 """The audit trail: an append-only log of who did what, when and from where.
 
-Every entry carries ``hash = sha256(prev_hash + canonical JSON of its contents)``, the previous
-entry's hash being ``prev_hash`` (64 zeros for the first one), so an entry edited or deleted
-directly in the database breaks the chain, and :func:`verify_chain` (the ``audit_verify``
-command) says where. The application cannot change or delete an entry: the model and its
-QuerySet refuse, and on PostgreSQL a trigger refuses ``UPDATE`` and ``DELETE`` as well.
+Every entry carries ``hash = HMAC-SHA256(audit key, prev_hash + canonical JSON of its contents)``,
+the previous entry's hash being ``prev_hash`` (64 zeros for the first one), so an entry edited or
+deleted directly in the database breaks the chain, and without the key (``PORTAL_AUDIT_KEY``,
+never in the database) nobody can re-chain the entries after it. :func:`verify_chain` (the
+``audit_verify`` command) says where the chain breaks and, given a head recorded earlier
+(:class:`ChainHead`), whether the newest entries were dropped. Entries written before there was
+an audit key keep their plain SHA-256 hash (``algorithm`` says which) and still verify.
+
+The application cannot change or delete an entry: the model and its QuerySet refuse, and on
+PostgreSQL triggers refuse ``UPDATE``, ``DELETE`` and ``TRUNCATE`` as well.
 
 Entries are written by :func:`record` only. Details are redacted before they are hashed and
 stored: no pre-signed URL signature, password, secret key or token reaches the table.
@@ -13,6 +18,7 @@ stored: no pre-signed URL signature, password, secret key or token reaches the t
 from __future__ import annotations
 
 import hashlib
+import hmac
 import ipaddress
 import json
 import math
@@ -23,6 +29,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from django.apps.registry import Apps
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, migrations, models, transaction
 from django.db.backends.base.schema import BaseDatabaseSchemaEditor
@@ -41,13 +48,23 @@ __all__ = [
     "GENESIS_HASH",
     "POSTGRES_APPEND_ONLY_REVERSE_SQL",
     "POSTGRES_APPEND_ONLY_SQL",
+    "POSTGRES_NO_TRUNCATE_REVERSE_SQL",
+    "POSTGRES_NO_TRUNCATE_SQL",
     "AuditAction",
     "AuditEvent",
+    "AuditKeys",
     "AuditLogIsAppendOnly",
+    "ChainHead",
     "ChainReport",
+    "HashAlgorithm",
+    "audit_key_id",
+    "audit_keys",
     "client_ip",
     "entry_hash",
+    "lock_chain",
     "migration_operations",
+    "no_truncate_migration_operations",
+    "normalised_ip",
     "record",
     "redact_details",
     "verify_chain",
@@ -76,10 +93,22 @@ MAX_DETAILS_DEPTH = 20
 ACTOR_NAME_LENGTH = 150
 TEAM_NAME_LENGTH = 100
 TARGET_LENGTH = 255
+# Hex digits of a key's fingerprint kept in `key_id`: enough to tell a handful of keys apart.
+KEY_ID_LENGTH = 12
 
 
 class AuditLogIsAppendOnly(Exception):
     """Raised when code tries to change, delete or bulk-write audit entries."""
+
+
+class UnverifiableEntry(Exception):
+    """An entry whose hash cannot be recomputed here (unknown algorithm or key); says why."""
+
+
+class HashAlgorithm(models.TextChoices):
+    # Entries written before the audit key existed: chained, but anyone can recompute them.
+    SHA256 = "sha256", "SHA-256 (before the audit key)"
+    HMAC_SHA256 = "hmac-sha256", "HMAC-SHA256 under the audit key"
 
 
 class AuditAction(models.TextChoices):
@@ -102,6 +131,10 @@ class AuditAction(models.TextChoices):
     NOTIFICATION_REQUESTED = "notification_requested", "Notification requested"
     NOTIFICATION_SENT = "notification_sent", "Notification sent"
     WEBHOOK_CHANGED = "webhook_changed", "Team transfer settings changed"
+    INVITATION_SENT = "invitation_sent", "Invitation sent"
+    INVITATION_REVOKED = "invitation_revoked", "Invitation revoked"
+    INVITATION_ACCEPTED = "invitation_accepted", "Invitation accepted"
+    INVITATION_DECLINED = "invitation_declined", "Invitation declined"
 
 
 def _refuse(what: str) -> NoReturn:
@@ -171,6 +204,11 @@ class AuditEvent(models.Model):
     details = models.JSONField(default=dict, blank=True)
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64)
+    algorithm = models.CharField(
+        max_length=16, choices=HashAlgorithm.choices, default=HashAlgorithm.HMAC_SHA256
+    )
+    # The fingerprint of the key that signed the entry (audit_key_id), never the key itself.
+    key_id = models.CharField(max_length=16, blank=True, default="")
 
     objects = AuditEventManager()
 
@@ -201,9 +239,49 @@ class AuditEvent(models.Model):
     def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
         _refuse("deleting an entry")
 
-    def computed_hash(self) -> str:
-        """The hash this entry's stored contents and `prev_hash` call for."""
-        return entry_hash(self.prev_hash, _hashed_fields(self))
+    def computed_hash(self, keys: AuditKeys | None = None) -> str:
+        """The hash this entry's stored contents and `prev_hash` call for.
+
+        Raises UnverifiableEntry when the entry names an algorithm or a key not known here.
+        """
+        if self.algorithm == HashAlgorithm.SHA256:
+            return entry_hash(self.prev_hash, _hashed_fields(self))
+        if self.algorithm != HashAlgorithm.HMAC_SHA256:
+            raise UnverifiableEntry(f"its algorithm {self.algorithm!r} is unknown")
+        key = (keys or audit_keys()).by_id.get(self.key_id)
+        if key is None:
+            raise UnverifiableEntry(
+                f"it is signed with the audit key {self.key_id!r}, which is not in "
+                "PORTAL_AUDIT_KEY (add the key that signed it back, after the current one)"
+            )
+        fields = {**_hashed_fields(self), "algorithm": self.algorithm, "key_id": self.key_id}
+        return entry_hash(self.prev_hash, fields, key=key)
+
+
+# --- The audit key --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AuditKeys:
+    """The keys of PORTAL_AUDIT_KEY by fingerprint: the first one signs, every one verifies."""
+
+    signing_id: str
+    by_id: Mapping[str, bytes]
+
+
+def audit_key_id(key: str) -> str:
+    """A key's fingerprint: names the key in an entry and cannot be turned back into it."""
+    return hashlib.sha256(b"portal-audit-key-id:" + key.encode()).hexdigest()[:KEY_ID_LENGTH]
+
+
+def audit_keys() -> AuditKeys:
+    keys = [key for key in getattr(settings, "PORTAL_AUDIT_KEYS", []) if key]
+    if not keys:
+        raise ImproperlyConfigured("PORTAL_AUDIT_KEY must be set: the audit log is signed with it")
+    by_id: dict[str, bytes] = {}
+    for key in keys:
+        by_id.setdefault(audit_key_id(key), key.encode())
+    return AuditKeys(signing_id=audit_key_id(keys[0]), by_id=by_id)
 
 
 # --- Redaction and hashing ------------------------------------------------------------------
@@ -256,7 +334,7 @@ def redact_details(value: Any, *, _depth: int = 0) -> Any:
         return _clean_text(str(value))
 
 
-def _normalised_ip(raw: str | None) -> str | None:
+def normalised_ip(raw: str | None) -> str | None:
     """The address as PostgreSQL's inet gives it back, or None when it is not an address."""
     if not raw:
         return None
@@ -283,12 +361,15 @@ def _hashed_fields(entry: AuditEvent) -> dict[str, Any]:
     }
 
 
-def entry_hash(prev_hash: str, fields: Mapping[str, Any]) -> str:
-    """sha256 hex of `prev_hash` followed by the canonical JSON of `fields`."""
+def entry_hash(prev_hash: str, fields: Mapping[str, Any], *, key: bytes | None = None) -> str:
+    """HMAC-SHA256 hex under `key` (plain SHA-256 without one) of `prev_hash` and `fields`."""
     canonical = json.dumps(
         fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
     )
-    return hashlib.sha256((prev_hash + canonical).encode("ascii")).hexdigest()
+    message = (prev_hash + canonical).encode("ascii")
+    if key is None:
+        return hashlib.sha256(message).hexdigest()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
 # --- Writing --------------------------------------------------------------------------------
@@ -323,21 +404,25 @@ def record(
         team_name=_clean_text(team.name, TEAM_NAME_LENGTH) if team is not None else "",
         action=str(action),
         target=_clean_text(str(target), TARGET_LENGTH),
-        ip=_normalised_ip(ip),
+        ip=normalised_ip(ip),
         details=redact_details(dict(details or {})),
     )
+    keys = audit_keys()
+    entry.algorithm = HashAlgorithm.HMAC_SHA256
+    entry.key_id = keys.signing_id
     with transaction.atomic():
-        _lock_chain()
+        lock_chain()
         last = AuditEvent.objects.order_by("-id").values_list("hash", flat=True).first()
         # Stamped under the lock, so entries are in time order as well as in chain order.
         entry.at = timezone.now()
         entry.prev_hash = last or GENESIS_HASH
-        entry.hash = entry.computed_hash()
+        entry.hash = entry.computed_hash(keys)
         entry.save()
     return entry
 
 
-def _lock_chain() -> None:
+def lock_chain() -> None:
+    """Makes this transaction the only writer of the chain until it ends (re-entrant)."""
     # SQLite needs nothing here: its transactions are IMMEDIATE (see settings), so the writer
     # holding the database lock is the only one reading the tail.
     if connection.vendor == "postgresql":
@@ -346,19 +431,72 @@ def _lock_chain() -> None:
 
 
 def client_ip(request: HttpRequest) -> str | None:
-    """The client's address: REMOTE_ADDR, or behind the TLS proxy the address it appended."""
-    remote = _normalised_ip(request.META.get("REMOTE_ADDR"))
+    """The client's address, as the audit log and the login lock-out (django-axes) both see it.
+
+    REMOTE_ADDR; behind the TLS proxy (PORTAL_BEHIND_TLS_PROXY), the X-Forwarded-For entry that
+    the outermost of the PORTAL_PROXY_COUNT proxies appended. Each proxy appends the address it
+    was reached from, so the entries left of that one are whatever the client sent, and are
+    ignored. None when there is no usable address.
+    """
+    remote = normalised_ip(request.META.get("REMOTE_ADDR"))
     if not getattr(settings, "PORTAL_BEHIND_TLS_PROXY", False):
         return remote
-    # Only the right-most entry was written by our proxy; the ones before it are the client's say.
     forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
     forwarded = [part for part in forwarded if part]
-    if forwarded:
-        return _normalised_ip(forwarded[-1]) or remote
-    return remote
+    if not forwarded:
+        return remote
+    proxies = max(1, int(getattr(settings, "PORTAL_PROXY_COUNT", 1)))
+    # Fewer entries than proxies: the request skipped the outer ones, and every entry there was
+    # written by a proxy, so the left-most is the nearest thing to the client.
+    written_by_outermost = forwarded[-proxies] if len(forwarded) >= proxies else forwarded[0]
+    return normalised_ip(written_by_outermost) or remote
 
 
 # --- Verifying ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChainHead:
+    """Where the chain ended when it was checked: record it elsewhere, check against it later.
+
+    The chain binds every entry to all before it, so if the log still holds `count` entries and
+    the last of those has `last_hash`, none of them was dropped or changed since.
+    """
+
+    count: int
+    last_hash: str
+    last_id: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.count < 0:
+            raise ValueError(f"a head's entry count cannot be negative, not {self.count}")
+        if len(self.last_hash) != 64 or any(c not in "0123456789abcdef" for c in self.last_hash):
+            raise ValueError(f"a head's hash is 64 lower-case hex digits, not {self.last_hash!r}")
+        if self.count == 0 and self.last_hash != GENESIS_HASH:
+            raise ValueError("a head of 0 entries has the hash of 64 zeros")
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"count": self.count, "last_id": self.last_id, "last_hash": self.last_hash}
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> ChainHead:
+        """Reads what `to_json` wrote; raises ValueError saying what is wrong."""
+        try:
+            data = json.loads(text)
+            count, last_hash = data["count"], data["last_hash"]
+        except (ValueError, TypeError, KeyError):
+            raise ValueError(
+                'not a head: expected {"count": N, "last_hash": "..."} as printed by '
+                "audit_verify --head"
+            ) from None
+        last_id = data.get("last_id")
+        if not isinstance(count, int) or not isinstance(last_hash, str):
+            raise ValueError("not a head: count must be a number and last_hash a string")
+        return cls(
+            count=count, last_hash=last_hash, last_id=last_id if isinstance(last_id, int) else None
+        )
 
 
 @dataclass(frozen=True)
@@ -367,38 +505,81 @@ class ChainReport:
     checked: int
     broken_at_id: int | None = None
     reason: str = ""
+    # The head the check ended on (meaningful when ok), and how many entries predate the key.
+    last_hash: str = GENESIS_HASH
+    last_id: int | None = None
+    unsigned: int = 0
+
+    @property
+    def head(self) -> ChainHead:
+        return ChainHead(count=self.checked, last_hash=self.last_hash, last_id=self.last_id)
 
 
-def verify_chain(*, batch_size: int = 2000) -> ChainReport:
+def verify_chain(*, batch_size: int = 2000, expected_head: ChainHead | None = None) -> ChainReport:
     """Walks the chain in id order and reports the first entry that breaks it.
 
     An edited entry no longer matches its own hash; a deleted, reordered or inserted entry
-    leaves the next one pointing at a hash that is not its predecessor's.
+    leaves the next one pointing at a hash that is not its predecessor's. Plain SHA-256 entries
+    are accepted only before the first signed one: after it, one is a forgery. With
+    `expected_head`, the log must still hold that head: fewer entries means the newest were
+    dropped, another hash at its position means the entries up to it were replaced.
     """
-    checked = 0
+    keys = audit_keys()
+    checked = unsigned = 0
     previous_hash, previous_id = GENESIS_HASH, None
+    signed_seen = False
+
+    def broken(entry_id: int | None, reason: str) -> ChainReport:
+        return ChainReport(
+            ok=False, checked=checked, broken_at_id=entry_id, reason=reason, unsigned=unsigned
+        )
+
     for entry in _entries_in_chain_order(batch_size):
         checked += 1
         if entry.prev_hash != previous_hash:
             before = f"entry #{previous_id}" if previous_id is not None else "the start of the log"
-            return ChainReport(
-                ok=False,
-                checked=checked,
-                broken_at_id=entry.id,
-                reason=(
-                    f"it does not follow {before} (an entry between them was deleted, "
-                    "or entries were inserted or reordered)"
-                ),
+            return broken(
+                entry.id,
+                f"it does not follow {before} (an entry between them was deleted, "
+                "or entries were inserted or reordered)",
             )
-        if entry.computed_hash() != entry.hash:
-            return ChainReport(
-                ok=False,
-                checked=checked,
-                broken_at_id=entry.id,
-                reason="its contents do not match its hash (the entry was edited)",
+        is_unsigned = entry.algorithm == HashAlgorithm.SHA256
+        if is_unsigned and signed_seen:
+            return broken(
+                entry.id,
+                "it has a plain SHA-256 hash after entries signed with the audit key "
+                "(only entries from before the key may: this one was forged or downgraded)",
+            )
+        try:
+            expected = entry.computed_hash(keys)
+        except UnverifiableEntry as error:
+            return broken(entry.id, str(error))
+        if expected != entry.hash:
+            return broken(entry.id, "its contents do not match its hash (the entry was edited)")
+        if is_unsigned:
+            unsigned += 1
+        else:
+            signed_seen = True
+        if (
+            expected_head is not None
+            and checked == expected_head.count
+            and entry.hash != expected_head.last_hash
+        ):
+            return broken(
+                entry.id,
+                f"it is entry {checked} of the log, where the recorded head is, but its hash "
+                "is not the recorded one (entries up to the head were replaced)",
             )
         previous_hash, previous_id = entry.hash, entry.id
-    return ChainReport(ok=True, checked=checked)
+    if expected_head is not None and checked < expected_head.count:
+        return broken(
+            None,
+            f"the log holds {checked} entries but the head recorded earlier had "
+            f"{expected_head.count}: the newest {expected_head.count - checked} were dropped",
+        )
+    return ChainReport(
+        ok=True, checked=checked, last_hash=previous_hash, last_id=previous_id, unsigned=unsigned
+    )
 
 
 def _entries_in_chain_order(batch_size: int) -> Iterator[AuditEvent]:
@@ -419,11 +600,35 @@ CREATE TRIGGER importer_auditevent_append_only
     BEFORE UPDATE OR DELETE ON importer_auditevent
     FOR EACH ROW EXECUTE FUNCTION importer_auditevent_append_only();
 """
-# Row triggers do not fire on TRUNCATE, which the test database flush relies on.
+# Row triggers do not fire on TRUNCATE: the statement trigger below (migration 0009) refuses it.
 
 POSTGRES_APPEND_ONLY_REVERSE_SQL = """
 DROP TRIGGER IF EXISTS importer_auditevent_append_only ON importer_auditevent;
 DROP FUNCTION IF EXISTS importer_auditevent_append_only();
+"""
+
+# A superuser may still empty the table: it can switch any trigger off anyway (ALTER TABLE ...
+# DISABLE TRIGGER, session_replication_role), so refusing it would protect nothing, and the test
+# suite's flush between tests and a deliberate purge by the database's administrator need it.
+POSTGRES_NO_TRUNCATE_SQL = """
+CREATE OR REPLACE FUNCTION importer_auditevent_no_truncate() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+        RETURN NULL;
+    END IF;
+    RAISE EXCEPTION 'importer_auditevent is append-only: TRUNCATE refused'
+        USING HINT = 'Audit entries cannot be removed.';
+END;
+$$;
+CREATE TRIGGER importer_auditevent_no_truncate
+    BEFORE TRUNCATE ON importer_auditevent
+    FOR EACH STATEMENT EXECUTE FUNCTION importer_auditevent_no_truncate();
+"""
+
+POSTGRES_NO_TRUNCATE_REVERSE_SQL = """
+DROP TRIGGER IF EXISTS importer_auditevent_no_truncate ON importer_auditevent;
+DROP FUNCTION IF EXISTS importer_auditevent_no_truncate();
 """
 
 
@@ -446,5 +651,22 @@ def migration_operations() -> list[migrations.operations.base.Operation]:
     return [
         migrations.RunPython(
             install_append_only_trigger, remove_append_only_trigger, elidable=False
+        )
+    ]
+
+
+def install_no_truncate_trigger(apps: Apps, schema_editor: BaseDatabaseSchemaEditor) -> None:
+    _execute_on_postgresql(schema_editor, POSTGRES_NO_TRUNCATE_SQL)
+
+
+def remove_no_truncate_trigger(apps: Apps, schema_editor: BaseDatabaseSchemaEditor) -> None:
+    _execute_on_postgresql(schema_editor, POSTGRES_NO_TRUNCATE_REVERSE_SQL)
+
+
+def no_truncate_migration_operations() -> list[migrations.operations.base.Operation]:
+    """The migration operations that install the TRUNCATE-refusing trigger (PostgreSQL only)."""
+    return [
+        migrations.RunPython(
+            install_no_truncate_trigger, remove_no_truncate_trigger, elidable=False
         )
     ]

@@ -9,22 +9,35 @@ URL and the import in one transaction, then follows the import to its end.
 
 from __future__ import annotations
 
+import io
 import logging
+import random
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import boto3
+import requests
+from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import transaction
+from django.db import DatabaseError, transaction
+from django.db.models import F
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
-from importer import audit, presigned, services
+from importer import audit, destinations, net, presigned, services
 from importer.crypto import DecryptionError, decrypt_text
 from importer.exports import (
     CopyChain,
@@ -36,7 +49,8 @@ from importer.exports import (
     SharedUrl,
 )
 from importer.forms import url_policy
-from importer.models import GIB, ImportJob, JobState, Team
+from importer.listings import Listing, read_export_tasks_bounded
+from importer.models import GIB, ImportJob, JobState, Team, clip_text, clip_to_fields
 from importer.outscale import OscApiError, OscClient, SnapshotExportTask
 
 logger = logging.getLogger(__name__)
@@ -79,13 +93,26 @@ def _region(team: Team) -> str:
     return settings.OSC_REGION if team.uses_environment_credentials else team.region
 
 
+class OutboundRefusedError(BotoCoreError):
+    """The outbound guard refused the OOS endpoint at send time (never retried)."""
+
+    fmt = "{message}"
+
+
 def s3_client(team: Team) -> Any:
-    """A boto3 S3 client on the team's OOS endpoint: SigV4, path-style, timeouts, 2 attempts."""
+    """A boto3 S3 client on the team's OOS endpoint: SigV4, path-style, timeouts, 2 attempts.
+
+    Its requests go through the outbound guard (a team admin chose the endpoint): the endpoint
+    is checked here (DestinationRefused, a ValueError) and every request again as it is sent.
+    """
+    endpoint = oos_endpoint(team)
+    policy = destinations.object_store_policy()
+    net.check_url(endpoint, policy)
     access_key, secret_key = _oos_keys(team)
     connect, read = S3_TIMEOUTS
-    return boto3.client(
+    client = boto3.client(
         "s3",
-        endpoint_url=oos_endpoint(team),
+        endpoint_url=endpoint,
         region_name=_region(team),
         aws_access_key_id=access_key,
         aws_secret_access_key=secret_key,
@@ -95,8 +122,46 @@ def s3_client(team: Team) -> Any:
             connect_timeout=connect,
             read_timeout=read,
             retries={"max_attempts": 2, "mode": "standard"},
+            proxies={},
         ),
     )
+    # A handler's answer replaces botocore's own send (its documented before-send hook).
+    client.meta.events.register("before-send.s3", _guarded_sender(policy))  # type: ignore[arg-type]
+    return client
+
+
+class _Body(io.BytesIO):
+    """What botocore reads an answer from (``stream()`` for content, ``read()`` for bodies)."""
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self.getvalue()
+
+
+def _guarded_sender(policy: net.Policy) -> Callable[..., AWSResponse]:
+    """botocore's before-send hook: the request leaves through the guarded session instead."""
+
+    def send(request: AWSPreparedRequest, **_: Any) -> AWSResponse:
+        session = net.guarded_session(policy)
+        try:
+            response = session.request(
+                request.method,
+                request.url,
+                data=request.body,
+                headers={name: str(value) for name, value in request.headers.items()},
+                timeout=S3_TIMEOUTS,
+            )
+        except net.GuardRefusal as refusal:
+            raise OutboundRefusedError(message=str(refusal)) from None
+        except requests.ConnectTimeout:
+            raise ConnectTimeoutError(endpoint_url=request.url) from None
+        except requests.ReadTimeout:
+            raise ReadTimeoutError(endpoint_url=request.url) from None
+        except requests.RequestException:
+            raise EndpointConnectionError(endpoint_url=request.url) from None
+        headers = dict(response.headers)
+        return AWSResponse(request.url, response.status_code, headers, _Body(response.content))  # type: ignore[arg-type]
+
+    return send
 
 
 def presign_object(team: Team, *, bucket: str, key: str, seconds: int) -> str:
@@ -327,31 +392,96 @@ class ExportPollSummary:
     followed: int
     changed: int
     finished: int
+    failed_teams: int = 0
 
 
 def exports_poll(*, now: datetime | None = None) -> ExportPollSummary:
-    """One poll cycle: every in-flight export, one ReadSnapshotExportTasks (paged) per team."""
+    """One poll cycle: every in-flight export, one ReadSnapshotExportTasks (paged) per team.
+
+    Each team is polled on its own, like the imports: a failure is logged (and noted on the
+    team's exports when someone can act on it) and the other teams are polled all the same.
+    """
     now = now or timezone.now()
     by_team: dict[int, list[ExportTask]] = {}
     for export in ExportTask.objects.in_flight().select_related("team"):
         by_team.setdefault(export.team_id, []).append(export)
-    followed = changed = finished = 0
-    for exports in by_team.values():
-        team = exports[0].team
-        try:
-            client = services.api_client(team)
-            found = client.read_snapshot_export_tasks(task_ids=[e.task_id for e in exports])
-        except (OscApiError, ValueError, DecryptionError) as error:
-            logger.warning("Polling %d exports failed, will try again: %s", len(exports), error)
-            followed += len(exports)
-            continue
-        tasks = {task.task_id: task for task in found}
-        for export in exports:
-            moved, ended = _apply_task(export, tasks.get(export.task_id), now=now)
-            changed += moved
-            finished += ended
+    teams = list(by_team.values())
+    random.shuffle(teams)  # a slow team must not always go first
+    followed = changed = finished = failed = 0
+    for exports in teams:
         followed += len(exports)
-    return ExportPollSummary(followed=followed, changed=changed, finished=finished)
+        result = _poll_team_exports_isolated(exports, now=now)
+        if result is None:
+            failed += 1
+        else:
+            changed += result[0]
+            finished += result[1]
+    return ExportPollSummary(
+        followed=followed, changed=changed, finished=finished, failed_teams=failed
+    )
+
+
+def _poll_team_exports_isolated(
+    exports: list[ExportTask], *, now: datetime
+) -> tuple[int, int] | None:
+    try:
+        return _poll_team_exports(exports, now=now)
+    except SoftTimeLimitExceeded:
+        raise  # the task's time is up: the next cycle starts over
+    except Exception:
+        logger.exception(
+            "Polling %d exports of team %s failed; the other teams go on",
+            len(exports),
+            exports[0].team.name,
+        )
+        _note_on_exports(exports, services.POLL_FAILED_UNEXPECTEDLY)
+        return None
+
+
+def _poll_team_exports(exports: list[ExportTask], *, now: datetime) -> tuple[int, int] | None:
+    """(changed, finished) for one team's exports; None when the API could not say."""
+    listing: Listing[SnapshotExportTask] = Listing()
+    try:
+        read_export_tasks_bounded(
+            services.api_client(exports[0].team),
+            listing,
+            task_ids=[export.task_id for export in exports],
+            budget_seconds=services.POLL_TEAM_BUDGET_SECONDS,
+        )
+    except (OscApiError, ValueError, DecryptionError) as error:
+        logger.warning("Polling %d exports failed, will try again: %s", len(exports), error)
+        if not (isinstance(error, OscApiError) and error.transient):
+            _note_on_exports(exports, services.poll_problem(error))
+        return None
+    tasks = {task.task_id: task for task in listing.items}
+    changed = finished = 0
+    for export in exports:
+        task = tasks.get(export.task_id)
+        if task is None and not listing.complete:
+            continue  # maybe on a page the listing did not read: not taken for vanished
+        moved, ended = _apply_task(export, task, now=now)
+        changed += moved
+        finished += ended
+    return changed, finished
+
+
+def _note_on_exports(exports: list[ExportTask], message: str) -> None:
+    """Adds `message` to each export's history, once: not again until it has moved since."""
+    message = clip_text(ExportEvent, "message", message)
+    try:
+        with transaction.atomic():
+            noted = set(
+                ExportEvent.objects.filter(
+                    export__in=exports, message=message, at__gte=F("export__updated_at")
+                ).values_list("export_id", flat=True)
+            )
+            ExportEvent.objects.bulk_create(
+                ExportEvent(export=export, state=export.state, message=message)
+                for export in exports
+                if export.pk not in noted
+            )
+    except DatabaseError:
+        logger.exception("Could not note a poll problem on %d exports", len(exports))
 
 
 def _apply_task(
@@ -388,14 +518,16 @@ def _apply_task(
     if (task.state, task.progress) == (export.api_state, export.progress):
         return False, False
     if task.state != export.api_state:
-        ExportEvent.objects.create(
-            export=export, state=export.state, at=now, message=f"API state: {task.state}."
-        )
+        message = clip_text(ExportEvent, "message", f"API state: {task.state}.")
+        ExportEvent.objects.create(export=export, state=export.state, at=now, message=message)
+    fields = {
+        "api_state": task.state,
+        "progress": min(max(task.progress, 0), 100),
+        "comment": task.comment,
+        "updated_at": now,
+    }
     updated = ExportTask.objects.filter(pk=export.pk, state=ExportState.IN_PROGRESS).update(
-        api_state=task.state[:40],
-        progress=min(max(task.progress, 0), 100),
-        comment=task.comment[:2000],
-        updated_at=now,
+        **clip_to_fields(ExportTask, fields)
     )
     return bool(updated), False
 
@@ -538,42 +670,64 @@ def copy_create(
 
 
 def copy_import_job_id(chain: CopyChain) -> uuid.UUID:
-    """The import's id (and so its ClientToken) is fixed by the chain: it can exist only once."""
-    return uuid.uuid5(chain.pk, "import")
+    """The import's id (and so its ClientToken), drawn with the chain: it can exist only once."""
+    return chain.import_id
 
 
 def copies_advance() -> int:
-    """Moves every unfinished chain one step when its current step has ended; returns moves."""
+    """Moves every unfinished chain one step when its current step has ended; returns moves.
+
+    Each chain moves on its own: one that fails is logged and tried again on the next poll.
+    """
     moved = 0
     exporting = CopyChain.objects.filter(state=CopyState.EXPORTING).select_related(
         "export", "source_team", "target_team", "requested_by"
     )
     for chain in exporting:
-        export = chain.export
-        if export.state == ExportState.COMPLETED:
-            moved += _copy_start_import(chain)
-        elif export.is_terminal:
-            why = export.error_details or export.comment or "it was cancelled"
-            moved += chain.mark_failed(
-                from_state=CopyState.EXPORTING,
-                details=f"The export ended {export.get_state_display().lower()}: {why}",
-            )
+        moved += _advance_isolated(chain, _advance_exporting)
     importing = CopyChain.objects.filter(state=CopyState.IMPORTING).select_related(
         "import_job", "target_team", "source_team"
     )
     for chain in importing:
-        job = chain.import_job
-        if job is None:
-            continue
-        if job.state == JobState.COMPLETED:
-            moved += chain.mark_completed(snapshot_id=job.snapshot_id)
-        elif job.state == JobState.ERROR:
-            moved += chain.mark_failed(
-                from_state=CopyState.IMPORTING,
-                details=f"The import failed: {job.error_type or job.error_code}: "
-                f"{job.error_details}",
-            )
+        moved += _advance_isolated(chain, _advance_importing)
     return moved
+
+
+def _advance_isolated(chain: CopyChain, step: Callable[[CopyChain], bool]) -> bool:
+    try:
+        return step(chain)
+    except SoftTimeLimitExceeded:
+        raise
+    except Exception:
+        logger.exception("Copy %s could not move on; the other copies go on", chain.pk)
+        return False
+
+
+def _advance_exporting(chain: CopyChain) -> bool:
+    export = chain.export
+    if export.state == ExportState.COMPLETED:
+        return _copy_start_import(chain)
+    if export.is_terminal:
+        why = export.error_details or export.comment or "it was cancelled"
+        return chain.mark_failed(
+            from_state=CopyState.EXPORTING,
+            details=f"The export ended {export.get_state_display().lower()}: {why}",
+        )
+    return False
+
+
+def _advance_importing(chain: CopyChain) -> bool:
+    job = chain.import_job
+    if job is None:
+        return False
+    if job.state == JobState.COMPLETED:
+        return chain.mark_completed(snapshot_id=job.snapshot_id)
+    if job.state == JobState.ERROR:
+        return chain.mark_failed(
+            from_state=CopyState.IMPORTING,
+            details=f"The import failed: {job.error_type or job.error_code}: {job.error_details}",
+        )
+    return False
 
 
 def _copy_start_import(chain: CopyChain) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,7 +24,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HTMX_STOP_POLLING
 
-from importer import audit, export_services, notifications, permissions
+from importer import audit, destinations, export_services, net, notifications, permissions
 from importer.exports import (
     CopyChain,
     DiskImageFormat,
@@ -32,6 +33,7 @@ from importer.exports import (
     NotifyKind,
     TeamWebhook,
 )
+from importer.forms import SnapshotTextForm
 from importer.models import Role, Team
 from importer.outscale import OscApiError
 from importer.permissions import IMPORTERS, require_role
@@ -89,13 +91,15 @@ class ExportForm(forms.Form):
         return prefix
 
 
-class CopyForm(ExportForm):
+class CopyForm(SnapshotTextForm, ExportForm):
+    """The copy's name and description are checked as the import dialog checks them."""
+
     target_team = forms.TypedChoiceField(coerce=int, label="Copy to team")
-    name = forms.CharField(max_length=255, label="Name of the copy")
-    description = forms.CharField(max_length=1000, required=False, label="Description")
 
     def __init__(self, *args: Any, teams: list[Team], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.fields["name"].label = "Name of the copy"
+        self.fields["name"].help_text = "The name of the copy in the other team's account."
         field = self.fields["target_team"]
         assert isinstance(field, forms.TypedChoiceField)  # noqa: S101 - declared above
         field.choices = [(team.pk, f"{team.name} ({team.region})") for team in teams]
@@ -125,7 +129,8 @@ class TransferSettingsForm(forms.Form):
         required=False,
         max_length=2000,
         label="Webhook URL",
-        help_text="Empty: no webhook.",
+        help_text="https:// on a public host. Stored encrypted and never shown again: leave "
+        "empty to keep the current one.",
     )
     webhook_secret = forms.CharField(
         required=False,
@@ -135,6 +140,23 @@ class TransferSettingsForm(forms.Form):
         widget=forms.PasswordInput,
         help_text="Signs each delivery (HMAC-SHA256). Leave empty to keep the current one.",
     )
+    remove_webhook = forms.BooleanField(required=False, label="Remove the webhook")
+
+    def clean_oos_endpoint(self) -> str:
+        return _checked(destinations.oos_endpoint_check, self.cleaned_data["oos_endpoint"])
+
+    def clean_webhook_url(self) -> str:
+        return _checked(destinations.webhook_url_check, self.cleaned_data["webhook_url"])
+
+
+def _checked(check: Callable[[str], str], value: str) -> str:
+    """A person-chosen destination, checked by the outbound guard as it is saved."""
+    if not value:
+        return ""
+    try:
+        return check(value)
+    except net.DestinationRefused as refusal:
+        raise forms.ValidationError(str(refusal), code="destination_refused") from None
 
 
 # --- Lookups that raise 404 -----------------------------------------------------------------
@@ -424,8 +446,7 @@ def transfer_settings(request: HttpRequest) -> HttpResponse:
     team = permissions.current_team(request)
     assert team is not None  # noqa: S101 - require_role found a membership
     webhook = TeamWebhook.objects.filter(team=team).first()
-    initial = {"oos_endpoint": team.oos_endpoint, "webhook_url": webhook.url if webhook else ""}
-    form = TransferSettingsForm(request.POST or None, initial=initial)
+    form = TransferSettingsForm(request.POST or None, initial={"oos_endpoint": team.oos_endpoint})
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         if data["webhook_url"] and not data["webhook_secret"] and webhook is None:
@@ -437,6 +458,7 @@ def transfer_settings(request: HttpRequest) -> HttpResponse:
                 url=data["webhook_url"],
                 secret=data["webhook_secret"],
                 oos_endpoint=data["oos_endpoint"],
+                remove=data["remove_webhook"],
                 ip=audit.client_ip(request),
             )
             messages.success(request, "Transfer settings saved.")

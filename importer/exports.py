@@ -15,7 +15,7 @@ from django.db import models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from importer.models import GIB, ImportJob, Team
+from importer.models import GIB, ImportJob, Team, clip_text, clip_to_fields, with_request_id
 
 # --- Exports --------------------------------------------------------------------------------
 
@@ -131,6 +131,8 @@ class ExportTask(models.Model):
     def _transition(self, *, from_states: tuple[str, ...], message: str, **fields: Any) -> bool:
         now = timezone.now()
         fields.setdefault("updated_at", now)
+        fields = clip_to_fields(ExportTask, fields)
+        message = clip_text(ExportEvent, "message", message)
         with transaction.atomic():
             updated = ExportTask.objects.filter(pk=self.pk, state__in=from_states).update(**fields)
             if updated != 1:
@@ -149,7 +151,7 @@ class ExportTask(models.Model):
         return True
 
     def _with_request_id(self, request_id: str) -> list[str]:
-        return [*self.request_ids, request_id] if request_id else list(self.request_ids)
+        return with_request_id(self.request_ids, request_id)
 
     def claim_for_submission(self) -> bool:
         return self._transition(
@@ -327,6 +329,11 @@ class CopyChain(models.Model):
     import_job = models.OneToOneField(
         ImportJob, null=True, blank=True, on_delete=models.PROTECT, related_name="copy"
     )
+    # The id the import job will have, and so its CreateSnapshot ClientToken: drawn at random
+    # when the chain is made (one derived from the chain's id, which is in every copy link,
+    # could be computed by anyone who saw the link), and fixed from then on, so a step retried
+    # after a crash finds the import it already made instead of making a second one.
+    import_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     state = models.CharField(max_length=20, choices=CopyState.choices, default=CopyState.EXPORTING)
     error_details = models.CharField(max_length=2000, blank=True)
 
@@ -348,6 +355,8 @@ class CopyChain(models.Model):
     def _transition(self, *, from_state: str, message: str, **fields: Any) -> bool:
         now = timezone.now()
         fields.setdefault("updated_at", now)
+        fields = clip_to_fields(CopyChain, fields)
+        message = clip_text(CopyEvent, "message", message)
         with transaction.atomic():
             updated = CopyChain.objects.filter(pk=self.pk, state=from_state).update(**fields)
             if updated != 1:
@@ -446,7 +455,10 @@ class TeamWebhook(models.Model):
     """Where a team's notifications are POSTed, signed with an HMAC of a secret kept encrypted."""
 
     team = models.OneToOneField(Team, on_delete=models.CASCADE, related_name="webhook")
-    url = models.URLField(max_length=2000)
+    # The URL may carry a token of its own (chat services put one in the path): it is kept
+    # encrypted, and only its redacted form is shown and audited.
+    url_encrypted = models.TextField()
+    url_redacted = models.CharField(max_length=300)
     secret_encrypted = models.TextField()
     active = models.BooleanField(default=True)
     updated_at = models.DateTimeField(default=timezone.now)

@@ -6,10 +6,10 @@ import unicodedata
 from typing import Any
 
 from django import forms
-from django.conf import settings
 from django.utils import timezone
 
-from importer import presigned
+from importer import destinations, net, presigned
+from importer.invitations import INVITATION_LIFETIME
 from importer.models import GIB, JobState
 
 # The largest volume OUTSCALE allows: 14,901 GiB.
@@ -23,9 +23,7 @@ FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
 
 def url_policy() -> presigned.UrlPolicy:
-    return presigned.UrlPolicy(
-        extra_hosts=tuple(settings.PORTAL_URL_HOSTS), allow_http=settings.PORTAL_ALLOW_HTTP_URLS
-    )
+    return destinations.presigned_url_policy()
 
 
 def _refuse_invisible_characters(value: str, *, field: str, allow_newlines: bool = False) -> None:
@@ -40,7 +38,13 @@ def _refuse_invisible_characters(value: str, *, field: str, allow_newlines: bool
             )
 
 
-class ImportSnapshotForm(forms.Form):
+class SnapshotTextForm(forms.Form):
+    """Name and Description as the IMPORT SNAPSHOT dialog checks them.
+
+    Every form that names a snapshot (the dialog, a copy to another team) inherits these two
+    fields, so no path lets a name through that the dialog would refuse.
+    """
+
     name = forms.CharField(
         label="Name",
         max_length=MAX_NAME_LENGTH,
@@ -62,6 +66,21 @@ class ImportSnapshotForm(forms.Form):
             "max_length": "Use at most 1000 characters for the description (it has %(show_value)d)."
         },
     )
+
+    def clean_name(self) -> str:
+        name: str = self.cleaned_data["name"]
+        _refuse_invisible_characters(name, field="name")
+        if not name:
+            raise forms.ValidationError("Enter a name for the snapshot.", code="required")
+        return name
+
+    def clean_description(self) -> str:
+        description: str = self.cleaned_data["description"]
+        _refuse_invisible_characters(description, field="description", allow_newlines=True)
+        return description
+
+
+class ImportSnapshotForm(SnapshotTextForm):
     presigned_url = forms.CharField(
         label="Object Pre-signed URL",
         max_length=4096,
@@ -98,18 +117,6 @@ class ImportSnapshotForm(forms.Form):
         self.parsed_url: presigned.PresignedUrl | None = None
         self.inspection: presigned.Inspection | None = None
         self._inspect = inspect
-
-    def clean_name(self) -> str:
-        name: str = self.cleaned_data["name"]
-        _refuse_invisible_characters(name, field="name")
-        if not name:
-            raise forms.ValidationError("Enter a name for the snapshot.", code="required")
-        return name
-
-    def clean_description(self) -> str:
-        description: str = self.cleaned_data["description"]
-        _refuse_invisible_characters(description, field="description", allow_newlines=True)
-        return description
 
     def clean_presigned_url(self) -> str:
         raw: str = self.cleaned_data["presigned_url"]
@@ -177,10 +184,17 @@ ROLE_CHOICES = [
 
 
 class MemberForm(forms.Form):
+    """Invites an existing portal user (by user name or email address) to the team."""
+
     username = forms.CharField(
-        label="User name",
-        max_length=150,
-        error_messages={"required": "Enter the user name of an existing portal user."},
+        label="User name or email address",
+        max_length=254,
+        help_text="They join the team once they accept the invitation (valid "
+        f"{INVITATION_LIFETIME.days} days).",
+        error_messages={
+            "required": "Enter the user name or email address of an existing portal user.",
+            "max_length": "Use at most 254 characters (this has %(show_value)d).",
+        },
     )
     role = forms.ChoiceField(label="Role", choices=ROLE_CHOICES)
 
@@ -211,9 +225,13 @@ class CredentialsForm(forms.Form):
 
     def clean_endpoint(self) -> str:
         endpoint: str = self.cleaned_data["endpoint"]
-        if endpoint and not endpoint.startswith("https://") and not settings.PORTAL_ALLOW_HTTP_URLS:
-            raise forms.ValidationError("The API endpoint must use https://.", code="not_https")
-        return endpoint.rstrip("/")
+        if not endpoint:
+            return ""
+        # The operators' pre-signed URLs are sent there: the outbound guard decides.
+        try:
+            return destinations.api_endpoint_check(endpoint)
+        except net.DestinationRefused as refusal:
+            raise forms.ValidationError(str(refusal), code="destination_refused") from None
 
     def clean_access_key(self) -> str:
         key: str = self.cleaned_data["access_key"]

@@ -10,6 +10,31 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 GIB = 1024**3
+# An API request id is a UUID (36 characters); the rest of a longer one is noise.
+REQUEST_ID_LENGTH = 64
+
+
+def clip_to_fields(model: type[models.Model], values: dict[str, Any]) -> dict[str, Any]:
+    """`values` with every string cut to its field's max_length.
+
+    The API's strings (states, ids, comments, error texts) have no length the portal controls;
+    PostgreSQL refuses a string longer than its column, which would abort the whole write.
+    """
+    return {
+        name: clip_text(model, name, value) if isinstance(value, str) else value
+        for name, value in values.items()
+    }
+
+
+def clip_text(model: type[models.Model], name: str, value: str) -> str:
+    """`value` cut to the max_length of the field `name` of `model` (if it has one)."""
+    limit = getattr(model._meta.get_field(name), "max_length", None)
+    return value[:limit] if limit else value
+
+
+def with_request_id(request_ids: list[str], request_id: str) -> list[str]:
+    """The job's request ids plus one more, cut to a request id's length."""
+    return [*request_ids, request_id[:REQUEST_ID_LENGTH]] if request_id else list(request_ids)
 
 
 class WorkerHeartbeat(models.Model):
@@ -66,17 +91,27 @@ IMPORTING_ROLES = (Role.OPERATOR, Role.ADMIN)
 
 
 class Membership(models.Model):
+    """A user's role in a team, from the day they joined it (accepted its invitation)."""
+
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
     )
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=10, choices=Role.choices)
-    created_at = models.DateTimeField(default=timezone.now)
+    # The joining date: what the team's admins may see of the member starts here.
+    created_at = models.DateTimeField(
+        "joined", default=timezone.now, help_text="When the user joined the team"
+    )
+    # The team the user chose to work in; remembered across sessions and devices.
+    is_current = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["team__name", "user__username"]
         constraints = [
-            models.UniqueConstraint(fields=["user", "team"], name="membership_user_team_unique")
+            models.UniqueConstraint(fields=["user", "team"], name="membership_user_team_unique"),
+            models.UniqueConstraint(
+                fields=["user"], condition=Q(is_current=True), name="membership_one_current"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -208,6 +243,8 @@ class ImportJob(models.Model):
     def _transition(self, *, from_states: tuple[str, ...], message: str, **fields: Any) -> bool:
         now = timezone.now()
         fields.setdefault("updated_at", now)
+        fields = clip_to_fields(ImportJob, fields)
+        message = clip_text(ImportJobEvent, "message", message)
         with transaction.atomic():
             updated = ImportJob.objects.filter(pk=self.pk, state__in=from_states).update(**fields)
             if updated != 1:
@@ -247,7 +284,7 @@ class ImportJob(models.Model):
             progress=min(max(progress, 0), 100),
             submitted_at=timezone.now(),
             url_encrypted="",
-            request_ids=[*self.request_ids, request_id] if request_id else self.request_ids,
+            request_ids=with_request_id(self.request_ids, request_id),
         )
 
     def mark_dry_run_passed(self, *, request_id: str) -> bool:
@@ -258,7 +295,7 @@ class ImportJob(models.Model):
             finished_at=timezone.now(),
             url_encrypted="",
             tag_state=TagState.DONE,
-            request_ids=[*self.request_ids, request_id] if request_id else self.request_ids,
+            request_ids=with_request_id(self.request_ids, request_id),
         )
 
     def mark_completed(self, *, api_state: str) -> bool:
@@ -280,7 +317,7 @@ class ImportJob(models.Model):
             state=JobState.QUEUED,
             # When the retry is due: the sweeper only steps in once this has long passed.
             enqueued_at=retry_at,
-            request_ids=[*self.request_ids, request_id] if request_id else self.request_ids,
+            request_ids=with_request_id(self.request_ids, request_id),
         )
 
     def requeue_stuck(self) -> bool:
@@ -310,7 +347,7 @@ class ImportJob(models.Model):
             error_request_id=request_id[:64],
             finished_at=timezone.now(),
             url_encrypted="",
-            request_ids=[*self.request_ids, request_id] if request_id else self.request_ids,
+            request_ids=with_request_id(self.request_ids, request_id),
         )
 
 
@@ -340,3 +377,5 @@ from importer.exports import (  # noqa: E402,F401
     TeamWebhook,
     WebhookDelivery,
 )
+from importer.invitations import TeamInvitation  # noqa: E402,F401
+from importer.lockout import LoginFailureTally  # noqa: E402,F401

@@ -19,19 +19,24 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
 import requests
+from celery.exceptions import SoftTimeLimitExceeded
 from django.contrib.auth.models import User
 from django.core.mail import get_connection, send_mail
 from django.db import transaction
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
-from importer import audit, services
+from importer import audit, destinations, net, services
 from importer.crypto import DecryptionError, decrypt_text, encrypt_text
 from importer.exports import (
+    COPY_TERMINAL_STATES,
+    EXPORT_TERMINAL_STATES,
     CopyChain,
     DeliveryState,
     ExportTask,
@@ -40,7 +45,7 @@ from importer.exports import (
     TeamWebhook,
     WebhookDelivery,
 )
-from importer.models import ImportJob, Team
+from importer.models import TERMINAL_STATES, ImportJob, Team
 from importer.presigned import redact_text
 
 logger = logging.getLogger(__name__)
@@ -49,10 +54,11 @@ MAX_DELIVERY_ATTEMPTS = 6
 DELIVERY_TIMEOUT = (5.0, 10.0)
 DISPATCH_BATCH = 500
 SIGNATURE_HEADER = "X-Portal-Signature"
-_MODELS: dict[str, type[ImportJob | ExportTask | CopyChain]] = {
-    NotifyKind.IMPORT: ImportJob,
-    NotifyKind.EXPORT: ExportTask,
-    NotifyKind.COPY: CopyChain,
+# The states in which a job has ended, and so its notification is due.
+_ENDED_STATES: dict[str, tuple[type[ImportJob | ExportTask | CopyChain], tuple[str, ...]]] = {
+    NotifyKind.IMPORT: (ImportJob, TERMINAL_STATES),
+    NotifyKind.EXPORT: (ExportTask, EXPORT_TERMINAL_STATES),
+    NotifyKind.COPY: (CopyChain, COPY_TERMINAL_STATES),
 }
 
 
@@ -94,17 +100,36 @@ def notification_request(
 
 
 def webhook_set(
-    *, team: Team, user: User, url: str, secret: str, oos_endpoint: str, ip: str | None = None
+    *,
+    team: Team,
+    user: User,
+    url: str,
+    secret: str,
+    oos_endpoint: str,
+    remove: bool = False,
+    ip: str | None = None,
 ) -> None:
-    """Saves the team's webhook (an empty URL removes it) and OOS endpoint."""
+    """Saves the team's webhook and OOS endpoint, both checked by the outbound guard.
+
+    An empty URL keeps the current webhook, unless ``remove``. Raises DestinationRefused.
+    """
+    if url:
+        destinations.webhook_url_check(url)
+    if oos_endpoint:
+        destinations.oos_endpoint_check(oos_endpoint)
     with transaction.atomic():
         Team.objects.filter(pk=team.pk).update(oos_endpoint=oos_endpoint)
         if url:
-            fields: dict[str, Any] = {"url": url, "active": True, "updated_at": timezone.now()}
+            fields: dict[str, Any] = {
+                "url_encrypted": encrypt_text(url),
+                "url_redacted": net.redact_destination(url),
+                "active": True,
+                "updated_at": timezone.now(),
+            }
             if secret:
                 fields["secret_encrypted"] = encrypt_text(secret)
             TeamWebhook.objects.update_or_create(team=team, defaults=fields)
-        else:
+        elif remove:
             TeamWebhook.objects.filter(team=team).delete()
         audit.record(
             action=audit.AuditAction.WEBHOOK_CHANGED,
@@ -112,17 +137,17 @@ def webhook_set(
             team=team,
             target=team.name,
             ip=ip,
-            details={"webhook_url": url, "secret_changed": bool(secret), "oos": oos_endpoint},
+            details={
+                "webhook_url": net.redact_destination(url) if url else "",
+                "webhook_removed": bool(remove and not url),
+                "secret_changed": bool(secret),
+                "oos": oos_endpoint,
+            },
         )
     team.refresh_from_db()
 
 
 # --- Payloads and signatures ----------------------------------------------------------------
-
-
-def _target(kind: str, object_id: uuid.UUID) -> Any:
-    model = _MODELS[kind]
-    return model._default_manager.filter(pk=object_id).first()
 
 
 def describe(kind: str, target: Any) -> dict[str, Any]:
@@ -179,19 +204,59 @@ def verify(secret: str, header: str, body: bytes, *, tolerance: int = 300) -> bo
 # --- Dispatching ----------------------------------------------------------------------------
 
 
-def notifications_dispatch(*, now: datetime | None = None) -> int:
-    """Sends what is due: each request whose job has ended, once. Returns how many."""
-    now = now or timezone.now()
-    sent = 0
-    pending = NotificationRequest.objects.filter(notified_at__isnull=True).select_related(
-        "user", "team"
+def notifications_due() -> QuerySet[NotificationRequest]:
+    """Requests not sent yet whose job has ended, oldest first: the query does the choosing, so
+    requests of jobs still running never fill a batch and hold back those that are due."""
+    ended = Q()
+    for kind, (model, states) in _ENDED_STATES.items():
+        job_ended = model._default_manager.filter(pk=OuterRef("object_id"), state__in=states)
+        ended |= Q(Exists(job_ended), kind=kind)
+    return (
+        NotificationRequest.objects.filter(ended, notified_at__isnull=True)
+        .select_related("user", "team")
+        .order_by("created_at", "pk")
     )
-    for request in pending[:DISPATCH_BATCH]:
-        target = _target(request.kind, request.object_id)
-        if target is None or not target.is_terminal:
-            continue
-        sent += _dispatch_one(request, target, now=now)
+
+
+def notifications_dispatch(*, now: datetime | None = None) -> int:
+    """Sends what is due, oldest first, at most `DISPATCH_BATCH` a run: each request once.
+
+    Each request is sent on its own: one that fails is logged and stays due for the next run,
+    and the others are sent all the same. Returns how many were sent.
+    """
+    now = now or timezone.now()
+    due = list(notifications_due()[:DISPATCH_BATCH])
+    targets = _targets_of(due)
+    sent = 0
+    for request in due:
+        target = targets.get((request.kind, request.object_id))
+        if target is None:
+            continue  # deleted since the query
+        try:
+            sent += _dispatch_one(request, target, now=now)
+        except SoftTimeLimitExceeded:
+            raise  # the task's time is up: what is left is due on the next run
+        except Exception:
+            logger.exception("Notification %s failed; it stays due, the others go on", request.pk)
     return sent
+
+
+def _targets_of(requests: list[NotificationRequest]) -> dict[tuple[str, uuid.UUID], Any]:
+    """The jobs the requests are about, in one query per kind."""
+    targets: dict[tuple[str, uuid.UUID], Any] = {}
+    loaders: dict[str, Callable[[list[uuid.UUID]], Iterable[Any]]] = {
+        NotifyKind.IMPORT: lambda ids: ImportJob.objects.filter(pk__in=ids),
+        NotifyKind.EXPORT: lambda ids: ExportTask.objects.filter(pk__in=ids),
+        # describe() names the copy's target team.
+        NotifyKind.COPY: lambda ids: CopyChain.objects.filter(pk__in=ids).select_related(
+            "target_team"
+        ),
+    }
+    for kind, load in loaders.items():
+        ids = [request.object_id for request in requests if request.kind == kind]
+        if ids:
+            targets.update(((kind, row.pk), row) for row in load(ids))
+    return targets
 
 
 def _dispatch_one(request: NotificationRequest, target: Any, *, now: datetime) -> bool:
@@ -274,6 +339,7 @@ def webhook_deliver(*, delivery_id: str) -> None:
         return
     try:
         secret = decrypt_text(delivery.webhook.secret_encrypted)
+        url = decrypt_text(delivery.webhook.url_encrypted)
     except DecryptionError as error:
         _finish(delivery, DeliveryState.FAILED, error=str(error))
         return
@@ -290,16 +356,16 @@ def webhook_deliver(*, delivery_id: str) -> None:
     problem = ""
     transient = False
     try:
-        response = requests.post(
-            delivery.webhook.url,
-            data=body,
-            headers=headers,
-            timeout=DELIVERY_TIMEOUT,
-            allow_redirects=False,
+        # Through the outbound guard: checked again now (DNS may answer differently than when
+        # it was saved), the checked address dialled, no redirect, the answer capped.
+        response = net.guarded_session(destinations.webhook_policy()).post(
+            url, data=body, headers=headers, timeout=DELIVERY_TIMEOUT
         )
         status = response.status_code
         transient = status == 429 or status >= 500
         problem = "" if 200 <= status < 300 else f"HTTP {status}"
+    except net.GuardRefusal as refusal:
+        transient, problem = False, f"Refused by the outbound guard: {refusal}"
     except requests.RequestException as exc:
         transient, problem = True, type(exc).__name__
     if not problem:

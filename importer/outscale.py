@@ -342,7 +342,14 @@ class OscClient:
             raise ValueError("timeouts must be positive")
         endpoint = (endpoint or f"https://api.{region}.outscale.com/api/v1").rstrip("/")
         parts = urlsplit(endpoint)
-        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.query
+            or parts.fragment
+            or "#" in endpoint
+            or "@" in parts.netloc
+        ):
             raise ValueError(f"invalid OUTSCALE endpoint: {redact(endpoint)!r}")
         self.credentials = credentials
         self.region = region
@@ -696,7 +703,10 @@ class OscClient:
         request_id = _request_id(data) if data is not None else ""
         request_id = request_id or response.headers.get("x-request-id", "")
         if response.status_code != 200 or data is None:
-            error = _http_error(action, response.status_code, text, data, request_id, scrub)
+            content_type = response.headers.get("Content-Type", "").partition(";")[0][:60]
+            error = _http_error(
+                action, response.status_code, content_type, text, data, request_id, scrub
+            )
             self._log_failure(action, error, started)
             raise error
         logger.info(
@@ -741,6 +751,7 @@ class OscClient:
 def _http_error(
     action: str,
     status: int,
+    content_type: str,
     text: str,
     data: dict[str, Any] | None,
     request_id: str,
@@ -755,7 +766,14 @@ def _http_error(
             _as_str(item.get("Details")) for item in errors if isinstance(item, dict)
         ).strip("; ")
     elif data is None:
-        details = " ".join(text.split())[:200] or "empty body"
+        # Never echo the body: shown on pages, it would make the client a reader of whatever
+        # answers at the endpoint. Its type and size say enough to tell an edge proxy's page.
+        details = (
+            f"the answer is not the OUTSCALE API's JSON ({content_type or 'no content type'}, "
+            f"{len(text)} characters)"
+            if text
+            else "empty body"
+        )
         if status == 200:
             type_ = "InvalidResponse"
     return OscApiError(

@@ -10,15 +10,26 @@ import uuid
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar, cast
+from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest
 from django.http.response import HttpResponseBase
+from django.shortcuts import redirect
+from django.urls import reverse
 
+from importer import team_services
 from importer.models import ImportJob, ImportJobQuerySet, Membership, Role, Team
 
-SESSION_TEAM_KEY = "current_team_id"
+NO_TEAM_MESSAGE = (
+    "You are in no team yet, so there is nothing to show here: ask a team admin to invite you, "
+    "then accept the invitation on the Invitations page."
+)
+CHOOSE_TEAM_MESSAGE = (
+    "You are in several teams: choose the one to work in (Team, in the menu), then try again."
+)
 View = TypeVar("View", bound=Callable[..., HttpResponseBase])
 
 
@@ -35,13 +46,25 @@ def memberships(request: HttpRequest) -> list[Membership]:
 
 
 def current_membership(request: HttpRequest) -> Membership | None:
-    """The membership of the team the user is looking at: chosen in the session, else the first."""
+    """The membership of the team the user works in: the one they chose, or their only one.
+
+    None for a user in no team, and for a user in several teams who has not chosen yet: they
+    are asked (`must_choose_team`), never given a team picked for them.
+    """
     mine = memberships(request)
-    chosen = request.session.get(SESSION_TEAM_KEY)
     for membership in mine:
-        if membership.team_id == chosen:
+        if membership.is_current:
             return membership
-    return mine[0] if mine else None
+    return mine[0] if len(mine) == 1 else None
+
+
+def must_choose_team(request: HttpRequest) -> bool:
+    """In several teams and none chosen: every team page asks which one first."""
+    return current_membership(request) is None and len(memberships(request)) > 1
+
+
+def in_no_team(request: HttpRequest) -> bool:
+    return not memberships(request)
 
 
 def current_team(request: HttpRequest) -> Team | None:
@@ -55,10 +78,20 @@ def current_role(request: HttpRequest) -> str | None:
 
 
 def switch_team(request: HttpRequest, team_id: int) -> bool:
-    if any(membership.team_id == team_id for membership in memberships(request)):
-        request.session[SESSION_TEAM_KEY] = team_id
-        return True
-    return False
+    """Remembers `team_id` as the user's current team (for every session). False if not theirs."""
+    user = request.user
+    if not isinstance(user, User) or not team_services.current_team_set(user=user, team_id=team_id):
+        return False
+    request._portal_memberships = None  # type: ignore[attr-defined]
+    return True
+
+
+def choose_team_url(request: HttpRequest) -> str:
+    """The page that asks which team to work in, then comes back here (for a GET)."""
+    url = reverse("team_choose")
+    if request.method == "GET" and request.get_full_path() != reverse("dashboard"):
+        url += "?" + urlencode({"next": request.get_full_path()})
+    return url
 
 
 def can_import(request: HttpRequest) -> bool:
@@ -99,6 +132,12 @@ def require_role(*roles: str) -> Callable[[View], View]:
         @login_required
         @wraps(view)
         def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+            if must_choose_team(request):
+                if request.method != "GET":
+                    raise PermissionDenied(CHOOSE_TEAM_MESSAGE)
+                return redirect(choose_team_url(request))
+            if in_no_team(request):
+                raise PermissionDenied(NO_TEAM_MESSAGE)
             if current_role(request) not in roles:
                 raise PermissionDenied("Your role in this team does not allow this.")
             return view(request, *args, **kwargs)

@@ -15,30 +15,28 @@ carries signature material, the path is replaced by ``/[redacted]``.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import re
-import socket
 import ssl
 import struct
 import time
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from urllib.parse import parse_qsl, quote, unquote
 
-import idna
-import urllib3
+import requests
 from urllib3.exceptions import (
-    ConnectTimeoutError,
     HTTPError,
+    MaxRetryError,
     NewConnectionError,
     ProtocolError,
     ReadTimeoutError,
-    SSLError,
 )
+
+from importer import net
 
 __all__ = [
     "OOS_HOSTS",
@@ -73,7 +71,6 @@ OOS_HOSTS: frozenset[str] = frozenset(f"oos.{region}.outscale.com" for region in
 GIB = 1024**3
 SIGV4_MAX_EXPIRES = 604800  # one week, the S3 maximum for SigV4 pre-signed URLs
 SNIFF_OUTPUT_LIMIT = 64 * 1024  # decompressed bytes we are willing to produce from a gzip header
-_DEFAULT_PORTS = {"https": 443, "http": 80}
 _PRESIGN_HINT = "aws s3 presign s3://BUCKET/KEY --expires-in 86400 --endpoint https://oos.eu-west-2.outscale.com"
 
 
@@ -103,7 +100,30 @@ class UrlPolicy:
 
     def __post_init__(self) -> None:
         # Fail at configuration time rather than on the first pasted URL.
-        _normalised_extra_hosts(self.extra_hosts)
+        self.outbound()
+
+    def outbound(
+        self,
+        *,
+        resolver: net.Resolver = net.system_resolver,
+        ssl_context: ssl.SSLContext | None = None,
+        timeout: float = 5.0,
+    ) -> net.Policy:
+        """The outbound guard's rules for object stores: OOS hosts plus the extra hosts."""
+        return net.Policy(
+            purpose="object store",
+            example="https://oos.eu-west-2.outscale.com/BUCKET/KEY?...",
+            hosts=OOS_HOSTS,
+            bucket_hosts=OOS_HOSTS,
+            extra_hosts=self.extra_hosts,
+            allow_http=self.allow_http,
+            connect_timeout=timeout,
+            read_timeout=timeout,
+            total_timeout=2 * timeout,
+            resolver=resolver,
+            ssl_context=ssl_context,
+            extra_hosts_setting="PORTAL_URL_HOSTS",
+        )
 
 
 @dataclass(frozen=True)
@@ -154,20 +174,6 @@ class Inspection:
 # --------------------------------------------------------------------------------------------
 # Parsing
 
-
-@dataclass(frozen=True)
-class _Target:
-    scheme: str
-    netloc: str  # as written: it is the Host header the signature was computed over
-    host: str  # lower-cased, brackets stripped for IPv6
-    port: int  # effective port
-    path: str  # as written, percent-encoded
-    query: str
-
-
-_NETLOC_RE = re.compile(r"(?P<host>[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::(?P<port>[0-9]{1,5}))?")
-_LABEL_RE = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?")
-_OOS_BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
 _PATH_BUCKET_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
 _SIGV4_SIGNATURE_RE = re.compile(r"[0-9a-fA-F]{64}")
 _AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
@@ -189,9 +195,8 @@ def parse_presigned_url(raw: str, *, policy: UrlPolicy, now: datetime) -> Presig
         raise ValueError("now must be timezone-aware")
     text = raw.strip()
     _check_text(text, policy)
-    target = _split_url(text, allow_http=policy.allow_http)
-    virtual_bucket = _match_host(target, policy)
-    bucket, key = _bucket_and_key(target.path, virtual_bucket)
+    target = _checked_target(text, policy.outbound())
+    bucket, key = _bucket_and_key(target.path, _virtual_bucket(target))
     params = _query_params(target.query)
     style, expires_at = _check_signature(params)
     if expires_at <= now:
@@ -213,6 +218,7 @@ def parse_presigned_url(raw: str, *, policy: UrlPolicy, now: datetime) -> Presig
 
 
 def _check_text(text: str, policy: UrlPolicy) -> None:
+    # The outbound guard checks the characters; these two need the presign hint.
     if not text:
         raise PresignedUrlError(f"Paste the pre-signed URL of the object ({_PRESIGN_HINT}).")
     if len(text) > policy.max_length:
@@ -220,136 +226,35 @@ def _check_text(text: str, policy: UrlPolicy) -> None:
             f"This URL is {len(text)} characters long; at most {policy.max_length} are accepted. "
             "Paste only the pre-signed URL, once."
         )
-    if any(ord(char) > 0x7E for char in text):
-        raise PresignedUrlError(
-            "The URL contains non-ASCII characters (a look-alike letter or a smart quote?). "
-            "Copy it again exactly as the presign command printed it."
-        )
-    if any(ord(char) < 0x21 or ord(char) == 0x7F for char in text):
-        raise PresignedUrlError(
-            "The URL contains spaces, line breaks or control characters. "
-            "Paste it on a single line, exactly as the presign command printed it."
-        )
-    if "\\" in text:
-        raise PresignedUrlError(
-            "The URL contains a backslash. Use forward slashes only, as printed by the presign "
-            "command."
-        )
-    if "#" in text:
-        raise PresignedUrlError(
-            "The URL contains a '#' fragment. Remove the '#' and everything after it."
-        )
 
 
-def _split_url(text: str, *, allow_http: bool) -> _Target:
-    scheme, sep, rest = text.partition("://")
-    scheme = scheme.lower()
-    if not sep or scheme not in _DEFAULT_PORTS:
-        raise PresignedUrlError(
-            "The URL must start with https:// (for example https://oos.eu-west-2.outscale.com/"
-            "BUCKET/KEY?...)."
-        )
-    if scheme == "http" and not allow_http:
-        raise PresignedUrlError(
-            "Plain http:// is not accepted: the object store must be reached over https://. "
-            "Generate the URL with an https:// endpoint."
-        )
-    end = next((i for i, char in enumerate(rest) if char in "/?"), len(rest))
-    netloc = rest[:end]
-    path, _, query = rest[end:].partition("?")
-    if "@" in netloc:
-        raise PresignedUrlError(
-            "The URL contains a user name or password before the host ('...@'). "
-            "Remove it: a pre-signed URL carries its credentials in the query string."
-        )
-    if "%" in netloc:
-        raise PresignedUrlError(
-            "The host name is percent-encoded. Write the host name plainly, for example "
-            "oos.eu-west-2.outscale.com."
-        )
-    match = _NETLOC_RE.fullmatch(netloc)
-    if match is None:
-        raise PresignedUrlError(
-            "The host part of the URL is malformed. Copy the URL again exactly as the presign "
-            "command printed it."
-        )
-    host = _normalise_host(match["host"])
-    port = int(match["port"]) if match["port"] else _DEFAULT_PORTS[scheme]
-    if not 0 < port < 65536:
-        raise PresignedUrlError(f"Port {port} is not a valid port. Fix or remove it.")
-    return _Target(scheme, netloc, host, port, path, query)
-
-
-def _normalise_host(host: str) -> str:
-    if host.startswith("["):
-        try:
-            return str(ipaddress.IPv6Address(host[1:-1]))
-        except ValueError:
-            raise PresignedUrlError("The IPv6 address in the URL is malformed.") from None
-    host = host.lower()
-    if host.endswith("."):
-        raise PresignedUrlError(
-            "The host name ends with a dot. Remove the trailing dot (oos.eu-west-2.outscale.com)."
-        )
-    if len(host) > 253 or not all(_LABEL_RE.fullmatch(label) for label in host.split(".")):
-        raise PresignedUrlError(
-            "The host name is malformed. Copy the URL again exactly as the presign command "
-            "printed it."
-        )
-    return host
-
-
-def _normalised_extra_hosts(entries: Sequence[str]) -> frozenset[tuple[str, int | None]]:
-    allowed: set[tuple[str, int | None]] = set()
-    for entry in entries:
-        try:
-            ascii_entry = entry if entry.isascii() else idna.encode(entry, uts46=True).decode()
-            match = _NETLOC_RE.fullmatch(ascii_entry)
-            if match is None:
-                raise ValueError
-            host = _normalise_host(match["host"])
-        except (ValueError, idna.IDNAError, PresignedUrlError):
-            raise ValueError(f"invalid extra host {entry!r}: expected host or host:port") from None
-        allowed.add((host, int(match["port"]) if match["port"] else None))
-    return frozenset(allowed)
-
-
-def _is_loopback_host(host: str) -> bool:
-    if host == "localhost":
-        return True
+def _checked_target(text: str, outbound: net.Policy) -> net.Target:
+    """The outbound guard's verdict on the URL, in the words of the IMPORT SNAPSHOT dialog."""
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+        return net.check_url(text, outbound)
+    except net.HostNotAllowed:
+        target = net.split_url(text, outbound)
+        raise PresignedUrlError(_host_refusal(target, outbound)) from None
+    except net.DestinationRefused as refusal:
+        raise PresignedUrlError(str(refusal)) from None
 
 
-def _match_host(target: _Target, policy: UrlPolicy) -> str | None:
-    """Refuse hosts off the allow-list; return the bucket of a virtual-hosted OOS URL."""
-    default_port = target.port == _DEFAULT_PORTS[target.scheme]
-    if default_port and target.host in OOS_HOSTS:
-        return None
+def _virtual_bucket(target: net.Target) -> str | None:
+    """The bucket of a virtual-hosted OOS URL (https://BUCKET.oos.<region>.outscale.com/KEY)."""
     bucket, _, endpoint = target.host.partition(".")
-    if default_port and endpoint in OOS_HOSTS and _OOS_BUCKET_RE.fullmatch(bucket):
+    if target.host not in OOS_HOSTS and endpoint in OOS_HOSTS and not target.exact:
         return bucket
-    for host, port in _normalised_extra_hosts(policy.extra_hosts):
-        if host == target.host and (port == target.port or (port is None and default_port)):
-            return None
-    if policy.allow_http and _is_loopback_host(target.host):
-        return None
-    raise PresignedUrlError(_host_refusal(target, policy))
+    return None
 
 
-def _host_refusal(target: _Target, policy: UrlPolicy) -> str:
-    shown = target.host if len(target.host) <= 80 else target.host[:77] + "..."
-    if target.port != _DEFAULT_PORTS[target.scheme]:
-        shown = f"{shown}:{target.port}"
+def _host_refusal(target: net.Target, outbound: net.Policy) -> str:
     message = (
-        f"{shown} is not an accepted object store. Use a pre-signed URL from OUTSCALE Object "
-        f"Storage: https://oos.<region>.outscale.com/BUCKET/KEY, where <region> is one of "
-        f"{', '.join(OUTSCALE_REGIONS)}"
+        f"{target.shown_host} is not an accepted object store. Use a pre-signed URL from "
+        f"OUTSCALE Object Storage: https://oos.<region>.outscale.com/BUCKET/KEY, where <region> "
+        f"is one of {', '.join(OUTSCALE_REGIONS)}"
     )
-    if policy.extra_hosts:
-        message += f", or a host among {', '.join(policy.extra_hosts)}"
+    if outbound.extra_hosts:
+        message += f", or a host among {', '.join(outbound.extra_hosts)}"
     if "outscale" in target.host:
         message += ". This address only looks like an OUTSCALE one: check the host name"
     return message + "."
@@ -486,7 +391,7 @@ def _check_sigv2(params: dict[str, str]) -> datetime:
 
 
 def _warnings(
-    target: _Target, expires_at: datetime, policy: UrlPolicy, now: datetime
+    target: net.Target, expires_at: datetime, policy: UrlPolicy, now: datetime
 ) -> tuple[str, ...]:
     warnings = []
     remaining = expires_at - now
@@ -586,10 +491,16 @@ def _expiry_of(query: str) -> datetime | None:
 
 
 _URL_IN_TEXT_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,15}://[^\s\"'<>`]+")
+# Redaction runs on every log line and API error, so it must stay linear in the text whatever an
+# attacker puts in it. Possessive quantifiers (*+, ?+, ++) never give back what they took: each
+# start position costs at most the run of separators after the word, and those runs do not
+# overlap. The old `\s*:\s*\[?\s*` split one run of spaces between three quantifiers in every way
+# before failing, quadratic in its length ("signature:" + 20 000 spaces took 15 s). The value
+# class excludes spaces and quotes, so nothing a backtrack could have found is lost.
 _SECRET_PARAM_RE = re.compile(
     r"(?i)(x-amz-signature|x-amz-credential|x-amz-security-token|awsaccesskeyid|signature)"
-    r"(=|%3d|%253d|\\u003d|['\"]?\s*:\s*\[?\s*['\"]?)"
-    r"(?:(?!%26|\\u0026)[^&\s\"'<>,;)\]}])+"
+    r"(=|%3d|%253d|\\u003d|['\"]?+\s*+:\s*+\[?\s*+['\"]?+)"
+    r"(?:(?!%26|\\u0026)[^&\s\"'<>,;)\]}])++"
 )
 _TRAILING_PUNCTUATION = ".,;:!)]}"
 
@@ -804,99 +715,9 @@ def _partition_table(data: bytes) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# The guarded fetch
+# The guarded fetch (through the outbound guard, importer.net)
 
-Resolver = Callable[..., Iterable[Sequence[Any]]]
-
-_EXTRA_FORBIDDEN_NETWORKS = tuple(
-    ipaddress.ip_network(network)
-    for network in (
-        "0.0.0.0/8",
-        "100.64.0.0/10",  # carrier-grade NAT
-        "192.0.0.0/24",
-        "198.18.0.0/15",
-        "240.0.0.0/4",
-        "64:ff9b:1::/48",  # local-use NAT64
-        "fc00::/7",
-        "fec0::/10",
-    )
-)
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
-_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
-
-
-def _forbidden_reason(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
-    """Why connecting to ``address`` could reach something internal, or None if it is public."""
-    if isinstance(address, ipaddress.IPv6Address):
-        for inner in _embedded_ipv4(address):
-            reason = _forbidden_reason(inner)
-            if reason:
-                return f"{reason} ({inner} embedded)"
-        translated = address.ipv4_mapped or (
-            ipaddress.IPv4Address(int(address) & 0xFFFFFFFF) if address in _NAT64 else None
-        )
-        if translated is not None:
-            # Mapped and NAT64 addresses reach exactly their IPv4 address, already found public.
-            return None
-    checks = (
-        (address.is_loopback, "a loopback address"),
-        (address.is_link_local, "a link-local address (where cloud metadata services live)"),
-        (address.is_multicast, "a multicast address"),
-        (address.is_unspecified, "an unspecified address"),
-        (address.is_reserved, "a reserved address"),
-        (address.is_private, "a private address"),
-        (any(address in net for net in _EXTRA_FORBIDDEN_NETWORKS), "a non-public address"),
-        (not address.is_global, "a non-public address"),
-    )
-    for failed, reason in checks:
-        if failed:
-            return reason
-    return None
-
-
-def _embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
-    embedded: list[ipaddress.IPv4Address] = []
-    if address.ipv4_mapped:
-        embedded.append(address.ipv4_mapped)
-    if address.sixtofour:
-        embedded.append(address.sixtofour)
-    if address.teredo:
-        embedded.extend(address.teredo)
-    if address in _NAT64 or (address in _IPV4_COMPATIBLE and int(address) > 1):
-        embedded.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
-    return embedded
-
-
-def _resolve(host: str, port: int, resolver: Resolver) -> list[str]:
-    try:
-        return [str(ipaddress.ip_address(host))]
-    except ValueError:
-        pass
-    try:
-        entries = list(resolver(host, port, 0, socket.SOCK_STREAM))
-        addresses = [str(entry[4][0]).partition("%")[0] for entry in entries]
-    except (OSError, UnicodeError, IndexError, TypeError):
-        raise InspectionError(f"Could not resolve {host}: check the host name.") from None
-    if not addresses:
-        raise InspectionError(f"Could not resolve {host}: no address found.")
-    return addresses
-
-
-def _checked_address(host: str, port: int, policy: UrlPolicy, resolver: Resolver) -> str:
-    """Resolve once; every address must be public (unless sandbox mode); return one to dial."""
-    addresses = _resolve(host, port, resolver)
-    if not policy.allow_http:
-        for text in addresses:
-            try:
-                reason = _forbidden_reason(ipaddress.ip_address(text))
-            except ValueError:
-                reason = "not an IP address"
-            if reason:
-                raise ForbiddenAddressError(
-                    f"Refused to contact {host}: it resolves to {text}, {reason}. Only public "
-                    "object stores are inspected."
-                )
-    return addresses[0]
+Resolver = net.Resolver
 
 
 def read_object_head(
@@ -905,7 +726,7 @@ def read_object_head(
     policy: UrlPolicy,
     max_bytes: int = 65536,
     timeout: float = 5.0,
-    resolver: Resolver = socket.getaddrinfo,
+    resolver: Resolver = net.system_resolver,
     ssl_context: ssl.SSLContext | None = None,
 ) -> ObjectHead:
     """Ranged GET of the first ``max_bytes`` of the object, on an address checked beforehand.
@@ -914,88 +735,68 @@ def read_object_head(
     """
     if max_bytes < 1:
         raise ValueError("max_bytes must be positive")
-    try:
-        # Re-check from the secret URL itself: the PresignedUrl fields could have been edited.
-        target = _split_url(url.secret_url, allow_http=policy.allow_http)
-        _match_host(target, policy)
-    except PresignedUrlError as error:
-        raise InspectionError(f"Refused to inspect this URL: {error}") from None
-    address = _checked_address(target.host, target.port, policy, resolver)
-    pool = _pool_for(target, address, timeout, ssl_context)
-    try:
-        return _ranged_get(pool, target, max_bytes, timeout)
-    finally:
-        pool.close()
-
-
-def _pool_for(
-    target: _Target, address: str, timeout: float, ssl_context: ssl.SSLContext | None
-) -> urllib3.HTTPConnectionPool:
-    common: dict[str, Any] = {
-        "port": target.port,
-        "timeout": urllib3.Timeout(connect=timeout, read=timeout),
-        "retries": False,
-        "maxsize": 1,
-    }
-    if target.scheme == "http":
-        return urllib3.HTTPConnectionPool(address, **common)
-    # Dial the checked IP, but verify the certificate against the name (and send SNI for it).
-    return urllib3.HTTPSConnectionPool(
-        address,
-        server_hostname=target.host,
-        assert_hostname=target.host,
-        cert_reqs="CERT_REQUIRED",
-        ssl_context=ssl_context,
-        **common,
-    )
-
-
-def _ranged_get(
-    pool: urllib3.HTTPConnectionPool, target: _Target, max_bytes: int, timeout: float
-) -> ObjectHead:
+    outbound = policy.outbound(resolver=resolver, ssl_context=ssl_context, timeout=timeout)
+    # Re-check from the secret URL itself: the PresignedUrl fields could have been edited.
+    target = _inspectable_target(url.secret_url, outbound)
+    session = net.guarded_session(outbound)
     host = target.host
     try:
-        response = pool.urlopen(
-            "GET",
-            target.path + "?" + target.query,
+        response = session.get(
+            url.secret_url,
             headers={
-                "Host": target.netloc,
                 "Range": f"bytes=0-{max_bytes - 1}",
-                "Accept-Encoding": "identity",
                 "User-Agent": "snapshots-portal-inspector",
             },
-            redirect=False,
-            retries=False,
-            assert_same_host=False,
-            preload_content=False,
-            decode_content=False,
-            enforce_content_length=False,
+            stream=True,
+            timeout=(timeout, timeout),
         )
-        try:
-            _check_status(response.status, host)
-            first_bytes = _read_capped(response, max_bytes, deadline=time.monotonic() + timeout)
-        finally:
-            response.close()
-    except InspectionError:
-        raise
-    except NewConnectionError:
-        # Before ConnectTimeoutError: urllib3 makes NewConnectionError a subclass of it.
-        raise InspectionError(f"Could not connect to {host}.") from None
-    except ConnectTimeoutError:
-        raise InspectionError(f"Timed out connecting to {host} after {timeout:g} s.") from None
+    except requests.RequestException as error:
+        raise _fetch_error(error, host, timeout) from None
+    try:
+        _check_status(response.status_code, host)
+        # Only the first bytes matter: a body shorter than its Content-Length is still usable.
+        response.raw.enforce_content_length = False
+        first_bytes = _read_capped(response.raw, max_bytes, deadline=time.monotonic() + timeout)
     except ReadTimeoutError:
         raise InspectionError(f"{host} did not answer within {timeout:g} s.") from None
-    except SSLError:
-        raise InspectionError(
-            f"The TLS certificate of {host} could not be verified: refusing to read from it."
-        ) from None
     except (ProtocolError, HTTPError, OSError):
         raise InspectionError(f"The connection to {host} failed while reading.") from None
+    finally:
+        response.close()
     return ObjectHead(
-        status=response.status,
-        total_size=_total_size(response.status, response.headers),
+        status=response.status_code,
+        total_size=_total_size(response.status_code, response.headers),
         first_bytes=first_bytes,
     )
+
+
+def _inspectable_target(secret_url: str, outbound: net.Policy) -> net.Target:
+    # The guarded session checks again, resolves once and checks every address before dialling.
+    try:
+        return _checked_target(secret_url, outbound)
+    except PresignedUrlError as error:
+        raise InspectionError(f"Refused to inspect this URL: {error}") from None
+
+
+def _fetch_error(error: requests.RequestException, host: str, timeout: float) -> InspectionError:
+    reason = getattr(error, "reason", None)
+    if isinstance(reason, net.ForbiddenAddress):
+        # The name resolved elsewhere between the check and the dial: still refused.
+        return ForbiddenAddressError(str(reason))
+    if isinstance(error, net.GuardRefusal | net.UnresolvedHostError):
+        return InspectionError(str(error))
+    if isinstance(error, requests.ConnectTimeout):
+        return InspectionError(f"Timed out connecting to {host} after {timeout:g} s.")
+    if isinstance(error, requests.ReadTimeout):
+        return InspectionError(f"{host} did not answer within {timeout:g} s.")
+    if isinstance(error, requests.exceptions.SSLError):
+        return InspectionError(
+            f"The TLS certificate of {host} could not be verified: refusing to read from it."
+        )
+    cause = error.args[0] if error.args else None
+    if isinstance(cause, MaxRetryError) and isinstance(cause.reason, NewConnectionError):
+        return InspectionError(f"Could not connect to {host}.")
+    return InspectionError(f"The connection to {host} failed while reading.")
 
 
 def _check_status(status: int, host: str) -> None:
@@ -1019,7 +820,7 @@ def _check_status(status: int, host: str) -> None:
     raise InspectionError(f"The object store answered HTTP {status}.")
 
 
-def _read_capped(response: urllib3.BaseHTTPResponse, max_bytes: int, deadline: float) -> bytes:
+def _read_capped(response: Any, max_bytes: int, deadline: float) -> bytes:
     # read1 returns what has arrived, so a server dripping bytes still hits the deadline.
     chunks: list[bytes] = []
     received = 0
@@ -1051,7 +852,7 @@ def inspect_presigned_url(
     policy: UrlPolicy,
     max_bytes: int = 65536,
     timeout: float = 5.0,
-    resolver: Resolver = socket.getaddrinfo,
+    resolver: Resolver = net.system_resolver,
     ssl_context: ssl.SSLContext | None = None,
 ) -> Inspection:
     """Fetch the first bytes and sniff them. A failure is a warning, never a block."""

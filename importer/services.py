@@ -10,23 +10,35 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
+import threading
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.cache import cache as django_cache
-from django.db import transaction
+from django.db import DatabaseError, transaction
+from django.db.models import F
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
-from importer import audit
+from importer import audit, destinations, net
 from importer.crypto import DecryptionError, decrypt_text, encrypt_text
-from importer.models import ImportJob, ImportJobEvent, JobState, Membership, TagState, Team
+from importer.listings import Listing, pages_for, read_snapshots_bounded
+from importer.models import (
+    ImportJob,
+    ImportJobEvent,
+    JobState,
+    Membership,
+    TagState,
+    Team,
+    clip_text,
+)
 from importer.outscale import OscApiError, OscClient, OscCredentials, Snapshot
 from importer.presigned import PresignedUrl
 
@@ -68,27 +80,35 @@ def retry_delay(attempt: int) -> float:
 
 
 @cache
-def _client(endpoint: str, region: str, access_key: str, secret_key: str) -> OscClient:
+def _client(
+    endpoint: str, region: str, access_key: str, secret_key: str, policy: net.Policy
+) -> OscClient:
+    # Every call goes through the outbound guard: a team's endpoint is chosen by its admin.
     return OscClient(
         credentials=OscCredentials(access_key=access_key, secret_key=secret_key),
         region=region,
         endpoint=endpoint,
         connect_timeout=settings.OSC_CONNECT_TIMEOUT,
         read_timeout=settings.OSC_READ_TIMEOUT,
+        session=net.guarded_session(policy),
     )
 
 
-def api_client(team: Team | None = None) -> OscClient:
-    """The client for a team's account; no team (or the default team) means the OSC_* one.
+def api_client(team: Team | None) -> OscClient:
+    """The client for a team's account; a team set to use the environment gets the OSC_* one.
 
-    Raises ValueError when the team has no usable credentials.
+    Raises ValueError when there is no team (never the environment's account by default) or
+    the team has no usable credentials.
     """
-    if team is None or team.uses_environment_credentials:
+    if team is None:
+        raise ValueError("no team: join a team to reach an OUTSCALE account")
+    if team.uses_environment_credentials:
         return _client(
             settings.OSC_ENDPOINT_API,
             settings.OSC_REGION,
             settings.OSC_ACCESS_KEY,
             settings.OSC_SECRET_KEY,
+            destinations.api_policy(),
         )
     if not team.secret_key_encrypted:
         raise ValueError(f"team {team.name} has no OUTSCALE credentials yet")
@@ -98,6 +118,7 @@ def api_client(team: Team | None = None) -> OscClient:
         team.region,
         decrypt_text(team.access_key_encrypted),
         decrypt_text(team.secret_key_encrypted),
+        destinations.api_policy(),
     )
 
 
@@ -186,6 +207,8 @@ def import_submit(*, job_id: str) -> None:
                 _accept(job, existing[0], request_id="")
                 return
         file_location = decrypt_text(job.url_encrypted)
+        # Checked when the form took it, and again now: the allow-list may have changed since.
+        net.check_url(file_location, destinations.presigned_url_policy().outbound())
         result = client.create_snapshot(
             file_location=file_location,
             snapshot_size=job.snapshot_size,
@@ -195,6 +218,9 @@ def import_submit(*, job_id: str) -> None:
         )
     except DecryptionError as error:
         job.mark_failed(code="UrlUnreadable", type="PortalError", details=f"{error}; import again.")
+        return
+    except net.DestinationRefused as error:
+        job.mark_failed(code="UrlRefused", type="PortalError", details=str(error))
         return
     except ValueError as error:  # the team has no credentials: nothing to retry until it has
         job.mark_failed(code="NoCredentials", type="PortalError", details=str(error))
@@ -306,63 +332,136 @@ class PollSummary:
     changed: int
     finished: int
     api_calls: int
+    # Teams whose poll failed (recorded, the others went on) or read an incomplete listing.
+    failed_teams: int = 0
+    truncated_teams: int = 0
+
+
+# No new page after this long for one team: a slow account must leave time for the others.
+POLL_TEAM_BUDGET_SECONDS = 30.0
+# What the jobs' pages say when their team's poll fails on something unforeseen.
+POLL_FAILED_UNEXPECTEDLY = (
+    "Following progress failed on an unexpected error (logged for the operators); "
+    "the portal keeps trying."
+)
 
 
 def imports_poll(*, now: datetime | None = None) -> PollSummary:
-    """One poll cycle: every in-flight job, per team, in as few ReadSnapshots calls as possible."""
+    """One poll cycle: every in-flight job, per team, in as few ReadSnapshots calls as possible.
+
+    Each team is polled on its own: whatever goes wrong with one team is logged (and noted on
+    its jobs when someone can act on it) and the others are polled all the same.
+    """
     now = now or timezone.now()
     by_team: dict[int, list[ImportJob]] = {}
     for job in ImportJob.objects.in_flight().select_related("team"):
         by_team.setdefault(job.team_id, []).append(job)
-    followed = changed = finished = calls = 0
-    for jobs in by_team.values():
-        summary = _poll_team(jobs, now=now)
-        followed += summary.followed
-        changed += summary.changed
-        finished += summary.finished
-        calls += summary.api_calls
-    return PollSummary(followed=followed, changed=changed, finished=finished, api_calls=calls)
+    teams = list(by_team.values())
+    # A team whose API is slow must not always go first and use up the task's time.
+    random.shuffle(teams)
+    summaries = [_poll_team_isolated(jobs, now=now) for jobs in teams]
+    return PollSummary(
+        followed=sum(summary.followed for summary in summaries),
+        changed=sum(summary.changed for summary in summaries),
+        finished=sum(summary.finished for summary in summaries),
+        api_calls=sum(summary.api_calls for summary in summaries),
+        failed_teams=sum(summary.failed_teams for summary in summaries),
+        truncated_teams=sum(summary.truncated_teams for summary in summaries),
+    )
+
+
+def _poll_team_isolated(jobs: list[ImportJob], *, now: datetime) -> PollSummary:
+    try:
+        return _poll_team(jobs, now=now)
+    except SoftTimeLimitExceeded:
+        raise  # the task's time is up: stop here, the next cycle starts over
+    except Exception:
+        logger.exception(
+            "Polling %d imports of team %s failed; the other teams go on",
+            len(jobs),
+            jobs[0].team.name,
+        )
+        _note_on_jobs(jobs, POLL_FAILED_UNEXPECTEDLY)
+        return PollSummary(followed=len(jobs), changed=0, finished=0, api_calls=0, failed_teams=1)
+
+
+def poll_problem(error: Exception) -> str:
+    """What a job's page says when its team's poll fails in a way someone must fix."""
+    if isinstance(error, OscApiError):
+        label = " ".join(part for part in (error.code, error.type) if part)
+        label = label or f"HTTP {error.http_status}"
+        # No details or request id: the same problem reads the same on every cycle.
+        return (
+            f"Following progress failed: the API refused {error.action} ({label}). A team "
+            "admin can check the team's credentials and endpoint; the portal keeps trying."
+        )
+    return (
+        f"Following progress failed: {error}. A team admin can set the team's credentials "
+        "again; the portal keeps trying."
+    )
 
 
 def _poll_team(jobs: list[ImportJob], *, now: datetime) -> PollSummary:
     ids = sorted({job.snapshot_id for job in jobs})
-    pages = 0
-    snapshots: dict[str, Snapshot] = {}
+    listing: Listing[Snapshot] = Listing()
     try:
-        for page in _snapshot_pages(api_client(jobs[0].team), ids):
-            pages += 1
-            snapshots.update((snapshot.snapshot_id, snapshot) for snapshot in page)
+        read_snapshots_bounded(
+            api_client(jobs[0].team),
+            listing,
+            snapshot_ids=ids,
+            max_pages=pages_for(ids),
+            budget_seconds=POLL_TEAM_BUDGET_SECONDS,
+        )
     except (OscApiError, ValueError, DecryptionError) as error:
         # Never give up on an import because one poll failed: the next cycle asks again.
         logger.warning("Polling %d imports failed, will try again: %s", len(jobs), error)
-        return PollSummary(followed=len(jobs), changed=0, finished=0, api_calls=pages)
-    changed, finished = _apply_snapshots(jobs, snapshots, now=now)
-    return PollSummary(followed=len(jobs), changed=changed, finished=finished, api_calls=pages)
+        if not (isinstance(error, OscApiError) and error.transient):
+            _note_on_jobs(jobs, poll_problem(error))
+        return PollSummary(
+            followed=len(jobs), changed=0, finished=0, api_calls=listing.pages, failed_teams=1
+        )
+    snapshots = {snapshot.snapshot_id: snapshot for snapshot in listing.items}
+    changed, finished = _apply_snapshots(jobs, snapshots, now=now, complete=listing.complete)
+    return PollSummary(
+        followed=len(jobs),
+        changed=changed,
+        finished=finished,
+        api_calls=listing.pages,
+        truncated_teams=int(listing.truncated),
+    )
 
 
-def _snapshot_pages(client: OscClient, ids: list[str]) -> list[list[Snapshot]]:
-    pages: list[list[Snapshot]] = []
-    token: str | None = None
-    seen_tokens: set[str] = set()
-    while True:
-        page = client.read_snapshots_page(snapshot_ids=ids, next_page_token=token)
-        pages.append(page.snapshots)
-        token = page.next_page_token
-        if not token or token in seen_tokens:
-            return pages
-        seen_tokens.add(token)
+def _note_on_jobs(jobs: list[ImportJob], message: str) -> None:
+    """Adds `message` to each job's history, once: not again until the job has moved since."""
+    message = clip_text(ImportJobEvent, "message", message)
+    try:
+        with transaction.atomic():
+            noted = set(
+                ImportJobEvent.objects.filter(
+                    job__in=jobs, message=message, at__gte=F("job__updated_at")
+                ).values_list("job_id", flat=True)
+            )
+            ImportJobEvent.objects.bulk_create(
+                ImportJobEvent(job=job, state=job.state, message=message)
+                for job in jobs
+                if job.pk not in noted
+            )
+    except DatabaseError:
+        logger.exception("Could not note a poll problem on %d imports", len(jobs))
 
 
 def _apply_snapshots(
-    jobs: list[ImportJob], snapshots: dict[str, Snapshot], *, now: datetime
+    jobs: list[ImportJob], snapshots: dict[str, Snapshot], *, now: datetime, complete: bool = True
 ) -> tuple[int, int]:
+    """Brings the jobs up to what the listing says; `complete=False`: a job the listing did not
+    show may be on a page it did not read, so it is not taken for vanished."""
     progressed: list[ImportJob] = []
     events: list[ImportJobEvent] = []
     finished = 0
     for job in jobs:
         snapshot = snapshots.get(job.snapshot_id)
         if snapshot is None:
-            if job.submitted_at and job.submitted_at < now - VANISHED_GRACE:
+            if complete and job.submitted_at and job.submitted_at < now - VANISHED_GRACE:
                 finished += job.mark_failed(
                     code="SnapshotNotFound",
                     type="SnapshotVanished",
@@ -383,12 +482,9 @@ def _apply_snapshots(
             )
         elif (snapshot.state, snapshot.progress) != (job.api_state, job.progress):
             if snapshot.state != job.api_state:
-                events.append(
-                    ImportJobEvent(
-                        job=job, state=job.state, at=now, message=f"API state: {snapshot.state}."
-                    )
-                )
-            job.api_state = snapshot.state[:40]
+                message = clip_text(ImportJobEvent, "message", f"API state: {snapshot.state}.")
+                events.append(ImportJobEvent(job=job, state=job.state, at=now, message=message))
+            job.api_state = clip_text(ImportJob, "api_state", snapshot.state)
             job.progress = min(max(snapshot.progress, 0), 100)
             job.updated_at = now
             progressed.append(job)
@@ -437,7 +533,15 @@ def imports_sweep(*, now: datetime | None = None) -> SweepSummary:
 DASHBOARD_API_DEADLINE_SECONDS = 4.0
 # A listing is reused this long, so paging and filtering do not list the account again.
 DASHBOARD_CACHE_SECONDS = 15
+# The dashboard lists at most this many pages of 1000 snapshots, and stops asking for more
+# after this long: past either, it shows what it read and says the list is incomplete.
+DASHBOARD_MAX_PAGES = 10
+DASHBOARD_LISTING_BUDGET_SECONDS = 60.0
 _listing_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="dashboard-listing")
+# One listing per team at a time in this process (the pool is per process too): a team whose
+# API is slow holds one of the pool's threads, never all of them. Team id -> (cache key, run).
+_listings_lock = threading.RLock()
+_listings_running: dict[int, tuple[str, Future[DashboardSnapshots]]] = {}
 
 
 @dataclass(frozen=True)
@@ -446,36 +550,75 @@ class DashboardSnapshots:
 
     snapshots: tuple[Snapshot, ...]
     problem: str = ""
+    # Set when the snapshots are shown but are not all of them.
+    notice: str = ""
 
     @property
     def ok(self) -> bool:
         return not self.problem
 
 
-def _listing_cache_key(team: Team | None) -> str:
+def _listing_cache_key(team: Team) -> str:
     # Per team, endpoint and account: nobody sees a listing made with other credentials.
-    team_part = f"{team.pk}|{team.credentials_updated_at}" if team is not None else "-"
+    team_part = f"{team.pk}|{team.credentials_updated_at}"
     digest = hashlib.sha256(
         f"{team_part}|{settings.OSC_ENDPOINT_API}|{settings.OSC_ACCESS_KEY}".encode()
     ).hexdigest()[:24]
-    return f"dashboard-snapshots:{digest}"
+    return f"dashboard-listing:{digest}"
 
 
-def _list_account_snapshots(client: OscClient, cache_key: str) -> tuple[Snapshot, ...]:
-    snapshots = tuple(client.iter_snapshots())
+def _list_account_snapshots(client: OscClient, cache_key: str) -> DashboardSnapshots:
+    listing = read_snapshots_bounded(
+        client,
+        Listing(),
+        max_pages=DASHBOARD_MAX_PAGES,
+        budget_seconds=DASHBOARD_LISTING_BUDGET_SECONDS,
+    )
+    notice = ""
+    if listing.truncated:
+        notice = (
+            f"Only the first {len(listing.items):,} snapshots of the account are listed "
+            f"({listing.stopped}). Search by name or snapshot ID to find the others among "
+            "the imports made here."
+        )
+    result = DashboardSnapshots(snapshots=tuple(listing.items), notice=notice)
     # Stored even when the page gave up waiting: the next page load gets it at once.
-    django_cache.set(cache_key, snapshots, DASHBOARD_CACHE_SECONDS)
-    return snapshots
+    django_cache.set(cache_key, result, DASHBOARD_CACHE_SECONDS)
+    return result
 
 
-def snapshots_for_dashboard(
-    *, team: Team | None = None, deadline: float | None = None
-) -> DashboardSnapshots:
-    """Every snapshot of the account, never raising and never waiting past `deadline` seconds."""
+def _listing_for(
+    team: Team, client: OscClient, cache_key: str
+) -> tuple[Future[DashboardSnapshots] | None, bool]:
+    """The team's listing and whether it was already running (else it is started here).
+
+    None when the team's one listing runs with other credentials (they changed meanwhile).
+    """
+    with _listings_lock:
+        running = _listings_running.get(team.pk)
+        if running is not None and not running[1].done():
+            return (running[1] if running[0] == cache_key else None), True
+        future = _listing_pool.submit(_list_account_snapshots, client, cache_key)
+        _listings_running[team.pk] = (cache_key, future)
+
+    def forget(done: Future[DashboardSnapshots]) -> None:
+        with _listings_lock:
+            current = _listings_running.get(team.pk)
+            if current is not None and current[1] is done:
+                del _listings_running[team.pk]
+
+    future.add_done_callback(forget)
+    return future, False
+
+
+def snapshots_for_dashboard(*, team: Team, deadline: float | None = None) -> DashboardSnapshots:
+    """Every snapshot of the team's account, never raising and never waiting past `deadline`
+    seconds. A team is required: a user in no team has no account to list (never the OSC_* one).
+    """
     cache_key = _listing_cache_key(team)
     cached = django_cache.get(cache_key)
-    if cached is not None:
-        return DashboardSnapshots(snapshots=cached)
+    if isinstance(cached, DashboardSnapshots):
+        return cached
     try:
         client = api_client(team)
     except ValueError as error:  # credentials missing: a configuration problem, shown as such
@@ -483,12 +626,21 @@ def snapshots_for_dashboard(
     except Exception:
         logger.exception("Dashboard: no API client")
         return DashboardSnapshots(snapshots=(), problem="The API client could not be set up.")
-    future = _listing_pool.submit(_list_account_snapshots, client, cache_key)
+    busy = DashboardSnapshots(
+        snapshots=(),
+        problem="A listing of this account is already under way and the OUTSCALE API is slow: "
+        "reload the page in a moment.",
+    )
+    future, joined = _listing_for(team, client, cache_key)
+    if future is None:
+        return busy
     wait = DASHBOARD_API_DEADLINE_SECONDS if deadline is None else deadline
     try:
-        return DashboardSnapshots(snapshots=future.result(timeout=wait))
+        return future.result(timeout=wait)
     except FutureTimeout:
         logger.warning("Dashboard: ReadSnapshots took longer than %.1f s", wait)
+        if joined:
+            return busy
         return DashboardSnapshots(
             snapshots=(), problem=f"The OUTSCALE API did not answer within {wait:g} seconds."
         )
@@ -543,16 +695,18 @@ def team_credentials_set(
 
 
 def membership_set(*, team: Team, actor: User, user: User, role: str, ip: str | None) -> bool:
-    """Adds `user` to the team or changes their role. False when nothing changed."""
+    """Changes the role of a member of the team. False when nothing changed.
+
+    Nobody is added here: a new member joins by accepting an invitation
+    (`team_services.invitation_accept`), never without saying yes.
+    """
     with transaction.atomic():
-        membership, created = Membership.objects.get_or_create(
-            team=team, user=user, defaults={"role": role}
-        )
-        if not created and membership.role == role:
+        mine = Membership.objects.select_for_update().filter(team=team, user=user)
+        membership = mine.order_by("pk").first()  # no join: lock this row only
+        if membership is None or membership.role == role:
             return False
-        previous = None if created else membership.role
-        if not created:
-            Membership.objects.filter(pk=membership.pk).update(role=role)
+        previous = membership.role
+        Membership.objects.filter(pk=membership.pk).update(role=role)
         audit.record(
             action=audit.AuditAction.MEMBERSHIP_CHANGED,
             actor=actor,

@@ -1,5 +1,5 @@
-"""Pages for team admins and auditors: history, audit log, CSV exports, members, credentials,
-and the team-level actions (switching team, deleting a snapshot, retrying an import)."""
+"""Pages for team admins and auditors: history, audit log, CSV exports, credentials, and the
+team-level actions (deleting a snapshot, retrying an import). Members: `member_views`."""
 
 from __future__ import annotations
 
@@ -10,11 +10,10 @@ from datetime import datetime, time, timedelta
 from typing import Any
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -25,8 +24,6 @@ from importer.forms import (
     CredentialsForm,
     HistoryFilterForm,
     ImportSnapshotForm,
-    MemberForm,
-    RoleForm,
 )
 from importer.models import ImportJobQuerySet, JobState, Membership, Role
 from importer.outscale import OscApiError
@@ -193,10 +190,13 @@ def _audit_events(request: HttpRequest, form: AuditFilterForm) -> QuerySet[audit
     team = permissions.current_team(request)
     if team is None:
         return audit.AuditEvent.objects.none()
-    # The team's own entries, and its members' sign-ins (which belong to no team).
-    members = Membership.objects.filter(team=team).values("user_id")
+    # The team's own entries, and its members' sign-ins (which belong to no team), but only
+    # from the moment each member joined: what they did before is none of the team's business.
+    member_since = Membership.objects.filter(
+        team=team, user_id=OuterRef("actor_id"), created_at__lte=OuterRef("at")
+    )
     events = audit.AuditEvent.objects.filter(
-        Q(team=team) | Q(team__isnull=True, actor_id__in=members)
+        Q(team=team) | (Q(team__isnull=True, actor_id__isnull=False) & Exists(member_since))
     )
     if form.is_valid():
         data = form.cleaned_data
@@ -257,71 +257,7 @@ def audit_log_csv(request: HttpRequest) -> StreamingHttpResponse:
     return _csv_response(lines(), f"audit-{stamp}.csv")
 
 
-# --- Members and credentials ----------------------------------------------------------------
-
-
-def _team_memberships(request: HttpRequest) -> QuerySet[Membership]:
-    return Membership.objects.filter(team=permissions.current_team(request)).select_related("user")
-
-
-@require_role(Role.ADMIN)
-@require_http_methods(["GET", "POST"])
-def members(request: HttpRequest) -> HttpResponse:
-    team = permissions.current_team(request)
-    assert team is not None  # noqa: S101 - require_role found a membership
-    form = MemberForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        user = User.objects.filter(username=form.cleaned_data["username"], is_active=True).first()
-        if user is None:
-            form.add_error("username", "No active user has this name; create it first.")
-        else:
-            services.membership_set(
-                team=team,
-                actor=_actor(request),
-                user=user,
-                role=form.cleaned_data["role"],
-                ip=audit.client_ip(request),
-            )
-            messages.success(request, f"{user.get_username()} is now {form.cleaned_data['role']}.")
-            return redirect("team_members")
-    context = {"form": form, "memberships": _team_memberships(request), "team": team}
-    return render(request, "importer/members.html", context, status=422 if form.errors else 200)
-
-
-@require_role(Role.ADMIN)
-@require_POST
-def member_role(request: HttpRequest, membership_id: int) -> HttpResponse:
-    membership = get_object_or_404(_team_memberships(request), pk=membership_id)
-    form = RoleForm(request.POST)
-    if form.is_valid():
-        services.membership_set(
-            team=membership.team,
-            actor=_actor(request),
-            user=membership.user,
-            role=form.cleaned_data["role"],
-            ip=audit.client_ip(request),
-        )
-        messages.success(request, f"Role of {membership.user.get_username()} changed.")
-    else:
-        messages.error(request, "Choose one of the roles offered.")
-    return redirect("team_members")
-
-
-@require_role(Role.ADMIN)
-@require_POST
-def member_remove(request: HttpRequest, membership_id: int) -> HttpResponse:
-    membership = get_object_or_404(_team_memberships(request), pk=membership_id)
-    if membership.user_id == request.user.pk:
-        messages.error(request, "You cannot remove yourself; ask another team admin.")
-    else:
-        services.membership_remove(
-            team=membership.team,
-            actor=_actor(request),
-            membership=membership,
-            ip=audit.client_ip(request),
-        )
-        messages.success(request, f"{membership.user.get_username()} left the team.")
-    return redirect("team_members")
+# --- Credentials ----------------------------------------------------------------------------
 
 
 @require_role(Role.ADMIN)
@@ -343,15 +279,6 @@ def credentials(request: HttpRequest) -> HttpResponse:
 
 
 # --- Team-level actions ---------------------------------------------------------------------
-
-
-@login_required
-@require_POST
-def team_switch(request: HttpRequest) -> HttpResponse:
-    raw = request.POST.get("team", "")
-    if not raw.isdigit() or not permissions.switch_team(request, int(raw)):
-        raise Http404("You are not in that team.")
-    return redirect("dashboard")
 
 
 @require_role(Role.ADMIN)

@@ -6,7 +6,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from django import forms
 from django.contrib.auth.decorators import login_required
+from django.core import signing
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError
 from django.db.models import Q
@@ -20,14 +22,14 @@ from django_htmx.http import HTMX_STOP_POLLING
 
 from importer import audit, permissions, presigned, services
 from importer.forms import ImportSnapshotForm, url_policy
-from importer.health import check_broker, check_database
+from importer.health import health_report
+from importer.invitations import TeamInvitation
 from importer.models import (
     TERMINAL_STATES,
     ImportJob,
     ImportJobQuerySet,
     JobState,
     Team,
-    WorkerHeartbeat,
 )
 from importer.outscale import Snapshot
 
@@ -50,17 +52,8 @@ SORTS = {"newest": "Newest first", "oldest": "Oldest first"}
 @require_GET
 @never_cache
 def healthz(request: HttpRequest) -> JsonResponse:
-    database_ok, database_detail = check_database()
-    broker_ok, broker_detail = check_broker()
-    body: dict[str, object] = {
-        "status": "ok" if database_ok and broker_ok else "unavailable",
-        "database": {"ok": database_ok, "detail": database_detail},
-        "broker": {"ok": broker_ok, "detail": broker_detail},
-    }
-    if database_ok:
-        latest = WorkerHeartbeat.objects.order_by("-seen_at").first()
-        body["last_worker_heartbeat"] = latest.seen_at.isoformat() if latest else None
-    return JsonResponse(body, status=200 if database_ok and broker_ok else 503)
+    status, body = health_report(request)
+    return JsonResponse(body, status=status)
 
 
 # --- Who sees and does what (the one seam the team permissions replace) ----------------------
@@ -86,6 +79,10 @@ def _can_import(request: HttpRequest) -> bool:
 
 
 def _require_import_permission(request: HttpRequest) -> None:
+    if permissions.in_no_team(request):
+        raise PermissionDenied(permissions.NO_TEAM_MESSAGE)
+    if permissions.must_choose_team(request):
+        raise PermissionDenied(permissions.CHOOSE_TEAM_MESSAGE)
     if not _can_import(request):
         raise PermissionDenied("You may not import snapshots.")
 
@@ -314,11 +311,25 @@ def _in_flight(rows: Iterable[Row]) -> bool:
     return any(row.job is not None and not row.job.is_terminal for row in rows)
 
 
+def _dashboard_without_team(request: HttpRequest) -> HttpResponse:
+    """No current team: ask which one when there are several; else say why the page is empty.
+
+    Nothing is listed and the API is not asked: there is no account of the user's to list.
+    """
+    if permissions.must_choose_team(request):
+        return redirect(permissions.choose_team_url(request))
+    context = {"invitations": TeamInvitation.objects.open_for(request.user.pk)}
+    return render(request, "importer/no_team.html", context)
+
+
 @login_required
 @require_GET
 def dashboard(request: HttpRequest) -> HttpResponse:
+    team = _current_team(request)
+    if team is None:
+        return _dashboard_without_team(request)
     listing = Listing.from_query(request.GET)
-    api = services.snapshots_for_dashboard(team=_current_team(request))
+    api = services.snapshots_for_dashboard(team=team)
     # The dashboard is one team's account: its snapshots and its imports.
     jobs = permissions.jobs_of_current_team(request)
     page = _page(jobs, api.snapshots, listing)
@@ -330,9 +341,13 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "sorts": SORTS,
         "can_import": _can_import(request),
         "form": ImportSnapshotForm(inspect=False),
-        "idempotency_key": uuid.uuid4(),
+        **_form_key(request),
         "in_flight": _in_flight(page.rows),
         "sort_toggle": listing.link(sort="oldest" if listing.newest_first else "newest"),
+        # At the top of the first page only: paging on through the listing costs no more.
+        "invitations": TeamInvitation.objects.open_for(
+            request.user.pk if listing.cursor is None else None
+        ),
     }
     return render(request, "importer/dashboard.html", context)
 
@@ -383,16 +398,52 @@ def imports_poll(request: HttpRequest) -> HttpResponse:
 # --- The IMPORT SNAPSHOT dialog -------------------------------------------------------------
 
 
-def _idempotency_key(request: HttpRequest) -> uuid.UUID:
-    try:
-        return uuid.UUID(request.POST.get("idempotency_key", ""))
-    except ValueError:
+NOT_YOUR_FORM = (
+    "This form was opened by another user, or changed since: nothing was imported. It has been "
+    "renewed for you; check the fields and press Import again."
+)
+
+
+def _key_signer(user_id: object) -> signing.Signer:
+    # The user's id is in the salt: a key signed for one user never verifies for another, so a
+    # key copied from someone else's form can neither take their job nor spend their key.
+    return signing.Signer(salt=f"importer.import-form.user-{user_id}")
+
+
+def form_key_signature(user_id: object, key: uuid.UUID) -> str:
+    """What binds a form's idempotency key to the user it was shown to."""
+    return _key_signer(user_id).signature(str(key))
+
+
+def _form_key(request: HttpRequest, key: uuid.UUID | None = None) -> dict[str, object]:
+    """The form's idempotency key (the job's id to be) and its signature for this user."""
+    key = key or uuid.uuid4()
+    return {
+        "idempotency_key": key,
+        "idempotency_signature": form_key_signature(request.user.pk, key),
+    }
+
+
+def _idempotency_key(request: HttpRequest) -> uuid.UUID | None:
+    """The posted key when it was signed for this user; None when it was not.
+
+    A post without a key (a script) gets a fresh one, as a form opened anew would.
+    """
+    raw = request.POST.get("idempotency_key", "")
+    if not raw:
         return uuid.uuid4()
+    signer = _key_signer(request.user.pk)
+    signature = request.POST.get("idempotency_signature", "")
+    try:
+        return uuid.UUID(signer.unsign(f"{raw}{signer.sep}{signature}"))
+    except (signing.BadSignature, ValueError):
+        return None
 
 
-def _create_once(request: HttpRequest, form: ImportSnapshotForm) -> tuple[ImportJob, bool]:
+def _create_once(
+    request: HttpRequest, form: ImportSnapshotForm, key: uuid.UUID
+) -> tuple[ImportJob, bool]:
     """Creates the job under the form's key; a repeated key gets the job it already made."""
-    key = _idempotency_key(request)
     existing = _jobs_for_user(request).filter(pk=key, submitted_by=request.user.pk).first()
     if existing is not None:
         return existing, False
@@ -424,9 +475,9 @@ def _create_once(request: HttpRequest, form: ImportSnapshotForm) -> tuple[Import
 
 
 def _form_context(
-    form: ImportSnapshotForm, key: uuid.UUID, *, in_dialog: bool
+    request: HttpRequest, form: ImportSnapshotForm, key: uuid.UUID | None, *, in_dialog: bool
 ) -> dict[str, object]:
-    return {"form": form, "idempotency_key": key, "in_dialog": in_dialog}
+    return {"form": form, **_form_key(request, key), "in_dialog": in_dialog}
 
 
 @login_required
@@ -436,19 +487,22 @@ def import_new(request: HttpRequest) -> HttpResponse:
     in_dialog = bool(getattr(request, "htmx", False))
     _require_import_permission(request)
     form = ImportSnapshotForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        job, created = _create_once(request, form)
+    key = _idempotency_key(request) if request.method == "POST" else None
+    if request.method == "POST" and key is None:
+        form.add_error(None, forms.ValidationError(NOT_YOUR_FORM, code="not_your_form"))
+    if key is not None and form.is_valid():
+        job, created = _create_once(request, form, key)
         if not in_dialog:
             return redirect("import_detail", job_id=job.pk)
         return _created_in_dialog(request, job, created=created)
-    key = _idempotency_key(request) if request.method == "POST" else uuid.uuid4()
     status = 422 if request.method == "POST" else 200
     template = "importer/_import_form.html" if in_dialog else "importer/import_new.html"
-    return render(request, template, _form_context(form, key, in_dialog=in_dialog), status=status)
+    context = _form_context(request, form, key, in_dialog=in_dialog)
+    return render(request, template, context, status=status)
 
 
 def _created_in_dialog(request: HttpRequest, job: ImportJob, *, created: bool) -> HttpResponse:
-    context = _form_context(ImportSnapshotForm(inspect=False), uuid.uuid4(), in_dialog=True)
+    context = _form_context(request, ImportSnapshotForm(inspect=False), None, in_dialog=True)
     context.update({"job": job, "created": created})
     response = render(request, "importer/import_created.html", context)
     response["HX-Trigger"] = json.dumps({"portal:imported": {"job": str(job.pk)}})

@@ -42,10 +42,15 @@ def run_step(*args: str, env: dict[str, str]) -> None:
 
 def main() -> int:
     env = dict(os.environ)
+    # A local run: the settings default to production (DEBUG=0), which needs real secrets.
+    env.setdefault("DEBUG", "1")
     web_port = int(env.get("PORTAL_PORT", "8000"))
     uses_sandbox = "OSC_ENDPOINT_API" not in env
-    # The sandbox's object store hands out http://127.0.0.1 pre-signed URLs: admit them locally.
+    # The sandbox's object store hands out http://127.0.0.1 pre-signed URLs: admit exactly that
+    # host and port over http, and nothing else.
     env.setdefault("PORTAL_ALLOW_HTTP_URLS", "1" if uses_sandbox else "0")
+    if uses_sandbox:
+        env.setdefault("PORTAL_URL_HOSTS", f"{HOST}:{env.get('SANDBOX_S3_PORT', '8788')}")
     if not port_is_free(web_port):
         print(f"Port {web_port} is taken: set PORTAL_PORT to another port.", file=sys.stderr)
         return 1

@@ -85,6 +85,7 @@ def main() -> int:
         "PORTAL_VAR_DIR": str(work),
         "OSC_ENDPOINT_API": f"http://127.0.0.1:{api_port}/api/v1",
         "PORTAL_ALLOW_HTTP_URLS": "1",
+        "PORTAL_URL_HOSTS": f"127.0.0.1:{s3_port}",
         "PORTAL_POLL_SECONDS": "1",
         "SANDBOX_IMPORT_MIN_SECONDS": "40",
     }

@@ -1,8 +1,9 @@
 """Snapshots Portal settings, read from environment variables.
 
-Every value has a default that serves a local run (SQLite, an embedded broker, the sandbox API).
-Production sets `DEBUG=0`, `SECRET_KEY`, `PORTAL_ENCRYPTION_KEY`, `DATABASE_URL`,
-`CELERY_BROKER_URL` and `ALLOWED_HOSTS`; see the README's configuration table.
+With `DEBUG=1` every value has a default that serves a local run (SQLite, an embedded broker, the
+sandbox API). `DEBUG` defaults to 0, production: it sets `SECRET_KEY`, `PORTAL_ENCRYPTION_KEY`,
+`PORTAL_AUDIT_KEY`, `DATABASE_URL`, `CELERY_BROKER_URL` and `ALLOWED_HOSTS`; see the README's
+configuration table.
 A bad value stops the process at start with `ImproperlyConfigured` naming the variable.
 """
 
@@ -69,12 +70,18 @@ def env_url(name: str, default: str, *, schemes: set[str]) -> str:
     return value.rstrip("/")
 
 
-DEBUG = env_bool("DEBUG", True)
+# Off unless asked for: a production start that forgot the variable gets the secure defaults and
+# stops until its secrets are set, rather than running with the local-only keys. `make run`, the
+# tests and the benches set DEBUG=1.
+DEBUG = env_bool("DEBUG", False)
 
 _DEV_SECRET_KEY = "django-insecure-local-only-never-use-in-production"  # noqa: S105
 SECRET_KEY = env_str("SECRET_KEY", _DEV_SECRET_KEY if DEBUG else "")
 if not SECRET_KEY:
-    raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG=0 (50+ random characters)")
+    raise ImproperlyConfigured(
+        "SECRET_KEY must be set (50+ random characters) when DEBUG is 0 or unset; "
+        "for a local run set DEBUG=1"
+    )
 
 
 def _default_encryption_key() -> str:
@@ -87,7 +94,8 @@ def _default_encryption_key() -> str:
 PORTAL_ENCRYPTION_KEY = env_str("PORTAL_ENCRYPTION_KEY", _default_encryption_key() if DEBUG else "")
 if not PORTAL_ENCRYPTION_KEY:
     raise ImproperlyConfigured(
-        "PORTAL_ENCRYPTION_KEY must be set when DEBUG=0; make one with: python -c "
+        "PORTAL_ENCRYPTION_KEY must be set when DEBUG is 0 or unset (for a local run set "
+        "DEBUG=1); make one with: python -c "
         "'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
     )
 # Several comma-separated keys rotate: the first encrypts, every one of them decrypts.
@@ -102,8 +110,33 @@ for _key in PORTAL_ENCRYPTION_KEY.split(","):
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "")
 if not ALLOWED_HOSTS:
-    raise ImproperlyConfigured("ALLOWED_HOSTS must name the portal's host names when DEBUG=0")
+    raise ImproperlyConfigured(
+        "ALLOWED_HOSTS must name the portal's host names when DEBUG is 0 or unset "
+        "(for a local run set DEBUG=1)"
+    )
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+
+
+def _default_audit_key() -> str:
+    # Local runs only: derived from SECRET_KEY, like the encryption key.
+    return hashlib.sha256(b"portal-audit-key:" + SECRET_KEY.encode()).hexdigest()
+
+
+# HMAC keys that sign the audit chain (importer.audit), kept out of the database so that whoever
+# can write the table cannot re-sign it. Several comma-separated keys rotate: the first signs new
+# entries, every one of them verifies old ones.
+PORTAL_AUDIT_KEYS = env_list("PORTAL_AUDIT_KEY", _default_audit_key() if DEBUG else "")
+_MAKE_AUDIT_KEY = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+if not PORTAL_AUDIT_KEYS:
+    raise ImproperlyConfigured(
+        "PORTAL_AUDIT_KEY must be set when DEBUG is 0 or unset (for a local run set DEBUG=1); "
+        f"make one with: {_MAKE_AUDIT_KEY}"
+    )
+if any(len(_key) < 32 for _key in PORTAL_AUDIT_KEYS):
+    raise ImproperlyConfigured(
+        "PORTAL_AUDIT_KEY must be keys of 32 or more characters, comma-separated; "
+        f"make one with: {_MAKE_AUDIT_KEY}"
+    )
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -116,12 +149,15 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "axes",
+    "csp",
     "importer",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Early, so that every answer of the middleware below (lock-out pages included) carries it.
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -141,6 +177,14 @@ AUTHENTICATION_BACKENDS = [
 AXES_FAILURE_LIMIT = env_int("PORTAL_LOGIN_FAILURE_LIMIT", 5, minimum=1, maximum=100)
 AXES_COOLOFF_TIME = env_int("PORTAL_LOGIN_LOCKOUT_MINUTES", 15, minimum=1, maximum=24 * 60) / 60
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# And lock an address out after this many failed logins, whatever the names tried. Axes has one
+# limit for all its parameters, so this second one is the portal's handler's (importer.lockout).
+PORTAL_LOGIN_ADDRESS_FAILURE_LIMIT = env_int(
+    "PORTAL_LOGIN_ADDRESS_FAILURE_LIMIT", 20, minimum=1, maximum=10000
+)
+AXES_HANDLER = "importer.lockout.PortalAxesHandler"
+# The same client address as the audit log: behind the TLS proxy, the one it forwarded.
+AXES_CLIENT_IP_CALLABLE = "importer.audit.client_ip"
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_VERBOSE = False
@@ -229,9 +273,38 @@ CSRF_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+# Content-Security-Policy on every page (django-csp): scripts and styles only from our own
+# static files, never inline (htmx is configured by <meta name="htmx-config">), so markup that
+# slips through escaping cannot run; no framing, no <base>, no plugins, forms post only here.
+CONTENT_SECURITY_POLICY: dict[str, Any] = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+        "base-uri": ["'none'"],
+        "object-src": ["'none'"],
+    }
+}
 
-# Behind a TLS proxy: trust its X-Forwarded-Proto (and, for audit, X-Forwarded-For).
+# Behind a TLS proxy: trust its X-Forwarded-Proto, and its X-Forwarded-For for the client address
+# of the audit log and the login lock-out: the entry appended by the outermost of this many
+# proxies (importer.audit.client_ip).
 PORTAL_BEHIND_TLS_PROXY = env_bool("PORTAL_BEHIND_TLS_PROXY", False)
+PORTAL_PROXY_COUNT = env_int("PORTAL_PROXY_COUNT", 1, minimum=1, maximum=10)
+
+# /healthz tells the public its status only; `Authorization: Bearer <this>` (or a logged-in staff
+# user or team admin) also gets each check's detail. Unset: no token opens them.
+PORTAL_HEALTH_TOKEN = env_str("PORTAL_HEALTH_TOKEN")
+if PORTAL_HEALTH_TOKEN and (
+    len(PORTAL_HEALTH_TOKEN) < 32 or not all("!" <= char <= "~" for char in PORTAL_HEALTH_TOKEN)
+):
+    raise ImproperlyConfigured(
+        "PORTAL_HEALTH_TOKEN must be 32 or more ASCII characters without spaces; make one with: "
+        "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+    )
 
 if not DEBUG:
     SESSION_COOKIE_SECURE = True
@@ -270,8 +343,33 @@ OSC_READ_TIMEOUT = env_int("OSC_READ_TIMEOUT", 30, minimum=1, maximum=300)
 PORTAL_POLL_SECONDS = env_int("PORTAL_POLL_SECONDS", 5, minimum=1, maximum=3600)
 # Extra hosts (host or host:port) allowed in pre-signed URLs besides OUTSCALE's OOS endpoints.
 PORTAL_URL_HOSTS = env_list("PORTAL_URL_HOSTS")
-# Admits http:// and loopback hosts in pre-signed URLs, for local use with the sandbox only.
+# Extra hosts (host or host:port) a team may name as its API endpoint, besides
+# api.<region>.outscale.com (OSC_ENDPOINT_API's own host is always admitted).
+PORTAL_API_HOSTS = env_list("PORTAL_API_HOSTS")
+# Webhooks may go to any public host; these (host:port) are admitted over plain http in a local
+# run with PORTAL_ALLOW_HTTP_URLS (a receiver on this machine).
+PORTAL_WEBHOOK_HOSTS = env_list("PORTAL_WEBHOOK_HOSTS")
+# Relaxes the scheme to http:// for hosts listed exactly (host:port) in the lists above, for a
+# local run with the sandbox. It admits no other host, address or port.
 PORTAL_ALLOW_HTTP_URLS = env_bool("PORTAL_ALLOW_HTTP_URLS", False)
+if PORTAL_ALLOW_HTTP_URLS and not DEBUG:
+    raise ImproperlyConfigured(
+        "PORTAL_ALLOW_HTTP_URLS is for a local run with the sandbox only and is refused when "
+        "DEBUG=0: unset it (production reaches object stores, APIs and webhooks over https)."
+    )
+
+
+def _check_host_list(name: str, entries: list[str]) -> None:
+    from importer.net import normalised_entries
+
+    try:
+        normalised_entries(entries)
+    except ValueError as error:
+        raise ImproperlyConfigured(f"{name}: {error}") from None
+
+
+for _name in ("PORTAL_URL_HOSTS", "PORTAL_API_HOSTS", "PORTAL_WEBHOOK_HOSTS"):
+    _check_host_list(_name, globals()[_name])
 
 # --- Celery -------------------------------------------------------------------------------
 _broker = env_str("CELERY_BROKER_URL")

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from django.db import connection
@@ -126,10 +127,18 @@ def start_worker(
     return worker
 
 
+def host_port(url: str) -> str:
+    """`host:port` of a URL: how a local run lists the sandbox in the outbound allow-lists."""
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port}"
+
+
 def sandbox_env(sandbox: Sandbox) -> dict[str, str]:
     return {
         "OSC_ENDPOINT_API": sandbox.api_url,
         "PORTAL_ALLOW_HTTP_URLS": "1",
+        # Its object store, exactly: http:// is admitted for this host and port only.
+        "PORTAL_URL_HOSTS": host_port(sandbox.s3_url),
         "PORTAL_POLL_SECONDS": "1",
         "OSC_READ_TIMEOUT": "3",
     }
@@ -162,4 +171,5 @@ def api_on_sandbox(settings: Any, clean_sandbox: Sandbox) -> Sandbox:
     settings.OSC_ENDPOINT_API = clean_sandbox.api_url
     settings.OSC_READ_TIMEOUT = 3
     settings.PORTAL_ALLOW_HTTP_URLS = True
+    settings.PORTAL_URL_HOSTS = [host_port(clean_sandbox.s3_url)]
     return clean_sandbox

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import responses
+from django.contrib.auth.models import User
 from django.core.cache import cache
+from django.test import Client
 from django.utils import timezone
 
 from importer import presigned, services, views
-from importer.models import ImportJob, JobState
+from importer.invitations import TeamInvitation
+from importer.models import ImportJob, JobState, Role
 from importer.tasks import submit_import
-from tests.factories import make_job, make_user, oos_presigned_url
+from tests.conftest import wait_until
+from tests.factories import make_job, make_team, make_user, oos_presigned_url
 
 GIB = 1024**3
 API = "https://api.dashboard-test.example/api/v1"
@@ -97,6 +102,11 @@ def dialog_post(client, **overrides: str):
         "idempotency_key": str(uuid.uuid4()),
     }
     data.update(overrides)
+    # As the form the logged-in user was shown would carry it: the key signed for them.
+    user_id = client.session["_auth_user_id"]
+    data["idempotency_signature"] = views.form_key_signature(
+        user_id, uuid.UUID(data["idempotency_key"])
+    )
     return client.post("/imports/new", data, headers={"HX-Request": "true"})
 
 
@@ -154,6 +164,66 @@ def test_it_does_not_wait_for_a_slow_api(client, operator, api_on_sandbox, monke
     assert timezone.now() - started < timedelta(seconds=1.5)
     page = response.content.decode()
     assert "did not answer within 0.3 seconds" in page and rows_of(page) == ["local"]
+
+
+def listing_answer(snapshots: list[dict], token: str | None) -> str:
+    answer = {"Snapshots": snapshots, "ResponseContext": {"RequestId": "req-list"}}
+    if token:
+        answer["NextPageToken"] = token
+    return json.dumps(answer)
+
+
+def test_it_shows_the_first_pages_of_an_endless_listing_and_says_it_is_incomplete(
+    client, operator, api
+) -> None:
+    calls: list[int] = []
+
+    def endless(request):
+        calls.append(1)
+        snapshot = api_snapshot(f"snap-{len(calls):08x}", at=timezone.now(), name=f"p{len(calls)}")
+        # A fresh token every time; stops on its own only far past any sane bound.
+        return 200, {}, listing_answer([snapshot], f"t{len(calls)}" if len(calls) < 1000 else None)
+
+    api.add_callback(responses.POST, f"{API}/ReadSnapshots", callback=endless)
+    page = client.get("/").content.decode()
+    assert len(calls) == services.DASHBOARD_MAX_PAGES
+    assert "list of snapshots is incomplete" in page and "Only the first 10 snapshots" in page
+    assert "Snapshots from the API are not shown" not in page
+    assert {"p1", f"p{services.DASHBOARD_MAX_PAGES}"} <= set(rows_of(page))
+
+
+def test_it_lists_one_teams_account_once_at_a_time_and_other_teams_meanwhile(
+    client, operator, api, monkeypatch
+) -> None:
+    monkeypatch.setattr(services, "DASHBOARD_API_DEADLINE_SECONDS", 0.2)
+    release = threading.Event()
+    calls: list[int] = []
+
+    def first_one_slow(request):
+        calls.append(1)
+        if len(calls) == 1:
+            release.wait(timeout=60)  # the slow account, until the test lets it go
+        snapshot = api_snapshot(f"snap-{len(calls):08x}", at=timezone.now(), name="listed")
+        return 200, {}, listing_answer([snapshot], None)
+
+    api.add_callback(responses.POST, f"{API}/ReadSnapshots", callback=first_one_slow)
+    try:
+        assert "did not answer within 0.2 seconds" in client.get("/").content.decode()
+        # The team's listing is still running: no second one, and a banner says why.
+        again = client.get("/").content.decode()
+        assert "already under way" in again and "reload the page in a moment" in again
+        assert len(calls) == 1
+        # Another team's dashboard is listed all the same.
+        monkeypatch.setattr(services, "DASHBOARD_API_DEADLINE_SECONDS", 30.0)
+        other = Client()
+        other.force_login(make_user("other-operator", team=make_team("other")))
+        assert rows_of(other.get("/").content.decode()) == ["listed"]
+        assert len(calls) == 2
+    finally:
+        release.set()
+    wait_until(lambda: not services._listings_running, seconds=30)
+    # The slow listing, once done, serves the team's next page load.
+    assert rows_of(client.get("/").content.decode()) == ["listed"] and len(calls) == 2
 
 
 def test_it_lists_the_sandboxs_snapshots(client, operator, api_on_sandbox) -> None:
@@ -275,6 +345,45 @@ def test_it_has_no_inline_script_or_style_so_a_strict_csp_can_be_set(client, ope
     page = client.get("/").content.decode()
     assert re.findall(r"<script(?![^>]*\bsrc=)", page) == []
     assert " style=" not in page and "hx-on" not in page and "javascript:" not in page
+
+
+# --- A user in no team ------------------------------------------------------------------
+
+
+def test_it_shows_a_user_in_no_team_an_empty_dashboard_and_never_the_environments_snapshots(
+    client, api
+) -> None:
+    # The OSC_* environment's account has a snapshot: a user in no team must never see it.
+    answer_snapshots(api, [api_snapshot("snap-0000e0e0", at=timezone.now(), name="env-only")])
+    loner = User.objects.create_user("loner", password="a-long-test-password")
+    client.force_login(loner)
+    response = client.get("/")
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "You are in no team yet" in page and "Ask a team admin to invite you" in page
+    assert "env-only" not in page and "snap-0000e0e0" not in page
+    assert "Import Snapshot" not in page
+    assert len(api.calls) == 0  # not even asked
+    # An invitation waiting for them is listed right there, with the way to accept it.
+    TeamInvitation.objects.create(team=make_team("blue"), user=loner, role=Role.OPERATOR)
+    page = client.get("/").content.decode()
+    assert "blue" in page and ">Accept<" in page and "env-only" not in page
+    assert len(api.calls) == 0
+
+
+def test_it_answers_every_team_page_of_a_user_in_no_team_with_a_clear_refusal(client, api) -> None:
+    make_job(make_user("someone-in-a-team"), name="their-job")
+    client.force_login(User.objects.create_user("loner", password="a-long-test-password"))
+    for path in ("/history/", "/history.csv", "/audit/", "/audit.csv", "/team/members/"):
+        response = client.get(path)
+        assert response.status_code == 403, path
+        page = response.content.decode()
+        assert "You are in no team yet" in page and "ask a team admin to invite you" in page, path
+        assert "their-job" not in page
+    for response in (client.get("/imports/new"), dialog_post(client)):
+        assert response.status_code == 403
+        assert "You are in no team yet" in response.content.decode()
+    assert ImportJob.objects.count() == 1 and len(api.calls) == 0
 
 
 # --- The dialog --------------------------------------------------------------------------

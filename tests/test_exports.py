@@ -6,13 +6,19 @@ runs the same journey on real Celery workers.
 
 from __future__ import annotations
 
+import json
 import time
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
 from html import escape
 from typing import Any
 
 import pytest
+import responses
 from django.db import connection
 from django.test import Client
+from django.utils import timezone
 
 from importer import export_services, presigned, services
 from importer.crypto import encrypt_text
@@ -23,6 +29,7 @@ from importer.exports import (
     ExportTask,
     SharedUrl,
 )
+from importer.listings import pages_for
 from importer.models import ImportJob, JobState, Role, Team
 from sandbox.run import Sandbox
 from sandbox.signing import Account
@@ -351,6 +358,45 @@ def test_it_copies_to_another_team_in_one_chain_even_when_a_step_dies_midway(
     assert steps == [CopyState.EXPORTING, CopyState.IMPORTING, CopyState.COMPLETED]
 
 
+def test_it_gives_each_copy_a_random_import_id_fixed_when_the_chain_is_made(
+    api_on_sandbox: Sandbox,
+) -> None:
+    sandbox = api_on_sandbox
+    sandbox.store.ensure_bucket(BUCKET)
+    source, receiver = source_team(sandbox), other_team(sandbox)
+    user = make_user("copier", team=source)
+    snapshot_id = completed_snapshot(sandbox)
+    chains = [
+        export_services.copy_create(
+            source_team=source,
+            target_team=receiver,
+            user=user,
+            snapshot_id=snapshot_id,
+            name=f"copied-{n}",
+            description="",
+            bucket=BUCKET,
+            prefix=f"copies-{n}/",
+            disk_image_format="qcow2",
+        )
+        for n in range(2)
+    ]
+    planned = [chain.import_id for chain in chains]
+    # Nothing about the import's id (its ClientToken) follows from the chain's id in the links.
+    assert all(
+        import_id.version == 4 and import_id != uuid.uuid5(chain.pk, "import")
+        for chain, import_id in zip(chains, planned, strict=True)
+    )
+    assert planned[0] != planned[1]
+    for chain in chains:
+        run_export(chain.export)
+
+    assert export_services.copies_advance() == 2
+
+    for chain, import_id in zip(chains, planned, strict=True):
+        chain.refresh_from_db()
+        assert chain.import_id == import_id and chain.import_job_id == import_id
+
+
 def test_it_fails_the_chain_when_its_export_fails(api_on_sandbox: Sandbox) -> None:
     sandbox = api_on_sandbox
     source, receiver = source_team(sandbox), other_team(sandbox)
@@ -379,6 +425,7 @@ def test_it_offers_only_teams_where_the_user_may_import(client: Client) -> None:
     user.memberships.create(team=target, role=Role.OPERATOR)
     user.memberships.create(team=read_only, role=Role.AUDITOR)
     client.force_login(user)
+    client.post("/team/switch", {"team": str(source.pk)})  # in several teams: the user chooses
     page = client.get("/snapshots/snap-0000abcd/copy").content.decode()
     assert f">b-dst ({target.region})" in page and f">c-ro ({read_only.region})" not in page
     refused = client.post(
@@ -399,6 +446,41 @@ def test_it_offers_only_teams_where_the_user_may_import(client: Client) -> None:
     chain = CopyChain.objects.get()
     assert made["Location"] == f"/copies/{chain.pk}"
     assert chain.export.disk_image_format == "raw" and chain.target_team == target
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("name", "   ", "Enter a name for the snapshot."),
+        ("name", "x" * 256, "Use at most 255 characters for the name (it has 256)."),
+        ("name", "bad\r\nname", "invisible or control character (U+000D)"),
+        ("name", "spoof\u202eevil", "invisible or control character (U+202E)"),
+        ("name", "bad\x00name", "NUL control character"),
+        ("description", "ring\x07bell", "invisible or control character (U+0007)"),
+        ("description", "d" * 1001, "Use at most 1000 characters for the description"),
+    ],
+)
+def test_it_checks_the_copy_name_and_description_as_the_import_dialog_does(
+    client: Client, field: str, value: str, expected: str
+) -> None:
+    source, target = make_team("a-src"), make_team("b-dst")
+    user = make_user("both", team=source)
+    user.memberships.create(team=target, role=Role.OPERATOR)
+    client.force_login(user)
+    client.post("/team/switch", {"team": str(source.pk)})
+    data = {"target_team": str(target.pk), "name": "copy", "bucket": BUCKET}
+    data["disk_image_format"] = "qcow2"
+
+    refused = client.post("/snapshots/snap-0000abcd/copy", {**data, field: value})
+
+    assert refused.status_code == 422
+    assert escape(expected) in refused.content.decode()
+    assert not CopyChain.objects.exists()
+    kept = client.post(
+        "/snapshots/snap-0000abcd/copy", {**data, "description": "two lines\nof notes"}
+    )
+    assert kept.status_code == 302
+    assert CopyChain.objects.get().description == "two lines\nof notes"
 
 
 # --- Views and polling ----------------------------------------------------------------------
@@ -449,3 +531,142 @@ def test_it_hides_another_teams_exports(client: Client) -> None:
     assert client.post(f"/exports/{export.pk}/share", {"lifetime": "3600"}).status_code == 404
     assert client.get(f"/exports/poll?e={export.pk}.0").status_code == 286
     assert "snap-0000abcd" not in client.get(f"/exports/poll?e={export.pk}.0").content.decode()
+
+
+# --- One team cannot stall the others (fake API answers) ---------------------------------
+
+FAKE_API = "https://api.exports-test.example/api/v1"
+
+
+@pytest.fixture
+def fake_api(settings: Any) -> Iterator[responses.RequestsMock]:
+    settings.OSC_ENDPOINT_API = FAKE_API
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
+def exporting(team_name: str, task_id: str) -> ExportTask:
+    team = make_team(team_name)
+    user = make_user(f"user-of-{team_name}", team=team)
+    long_ago = timezone.now() - services.VANISHED_GRACE - timedelta(minutes=1)
+    return ExportTask.objects.create(
+        team=team,
+        requested_by=user,
+        snapshot_id="snap-00000001",
+        bucket=BUCKET,
+        state=ExportState.IN_PROGRESS,
+        api_state="pending",
+        task_id=task_id,
+        submitted_at=long_ago,
+    )
+
+
+def tasks_answer(tasks: list[dict[str, Any]], token: str | None = None) -> dict[str, Any]:
+    answer: dict[str, Any] = {
+        "SnapshotExportTasks": tasks,
+        "ResponseContext": {"RequestId": "req-exports"},
+    }
+    if token:
+        answer["NextPageToken"] = token
+    return answer
+
+
+def test_it_polls_the_other_teams_exports_when_one_teams_poll_fails(
+    fake_api: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = exporting("broken", "snap-export-0000000b")
+    fine = exporting("fine", "snap-export-0000000f")
+    real_client = services.api_client
+
+    def client_of(team: Team) -> Any:
+        if team.name == "broken":
+            raise RuntimeError("an unexpected fault in this team's poll")
+        return real_client(team)
+
+    monkeypatch.setattr(services, "api_client", client_of)
+    fake_api.post(
+        f"{FAKE_API}/ReadSnapshotExportTasks",
+        json=tasks_answer([{"TaskId": "snap-export-0000000f", "State": "active", "Progress": 40}]),
+    )
+    summary = export_services.exports_poll()
+    assert summary.failed_teams == 1 and summary.changed == 1
+    fine.refresh_from_db()
+    broken.refresh_from_db()
+    assert fine.progress == 40 and fine.api_state == "active"
+    assert broken.state == ExportState.IN_PROGRESS
+    assert broken.events.last().message == services.POLL_FAILED_UNEXPECTEDLY
+
+
+def test_it_cuts_an_exports_api_strings_to_their_fields(fake_api: responses.RequestsMock) -> None:
+    export = exporting("long", "snap-export-0000000a")
+    state, comment = "active-" + "x" * 5000, "c" * 5000
+    fake_api.post(
+        f"{FAKE_API}/ReadSnapshotExportTasks",
+        json=tasks_answer(
+            [
+                {
+                    "TaskId": "snap-export-0000000a",
+                    "State": state,
+                    "Progress": 70,
+                    "Comment": comment,
+                }
+            ]
+        ),
+    )
+    assert export_services.exports_poll().changed == 1
+    export.refresh_from_db()
+    assert export.api_state == state[:40] and export.comment == comment[:2000]
+    assert export.progress == 70 and len(export.events.last().message) == 2500
+
+
+def test_it_reads_a_bounded_number_of_export_pages(fake_api: responses.RequestsMock) -> None:
+    export = exporting("looping", "snap-export-0000000d")
+    calls: list[int] = []
+
+    def endless(request: Any) -> tuple[int, dict[str, str], str]:
+        calls.append(1)
+        token = f"token-{len(calls)}" if len(calls) < 1000 else None
+        return 200, {}, json.dumps(tasks_answer([], token))
+
+    fake_api.add_callback(responses.POST, f"{FAKE_API}/ReadSnapshotExportTasks", callback=endless)
+    export_services.exports_poll()
+    assert len(calls) == pages_for([export.task_id])
+    export.refresh_from_db()
+    assert export.state == ExportState.IN_PROGRESS  # not taken for vanished
+
+
+def test_it_moves_the_other_copies_on_when_one_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    source, target = make_team("source"), make_team("target")
+    user = make_user("copier", team=source)
+    chains = []
+    for name in ("broken", "fine"):
+        export = ExportTask.objects.create(
+            team=source,
+            requested_by=user,
+            snapshot_id="snap-00000001",
+            bucket=BUCKET,
+            state=ExportState.ERROR,
+            error_details="the bucket refused it",
+        )
+        chains.append(
+            CopyChain.objects.create(
+                source_team=source,
+                target_team=target,
+                snapshot_id="snap-00000001",
+                name=name,
+                requested_by=user,
+                export=export,
+            )
+        )
+    real_mark_failed = CopyChain.mark_failed
+
+    def mark_failed(chain: CopyChain, **fields: Any) -> bool:
+        if chain.name == "broken":
+            raise RuntimeError("an unexpected fault with this copy")
+        return real_mark_failed(chain, **fields)
+
+    monkeypatch.setattr(CopyChain, "mark_failed", mark_failed)
+    assert export_services.copies_advance() == 1
+    broken, fine = (CopyChain.objects.get(pk=chain.pk) for chain in chains)
+    assert fine.state == CopyState.ERROR and "the bucket refused it" in fine.error_details
+    assert broken.state == CopyState.EXPORTING  # tried again on the next poll

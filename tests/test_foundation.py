@@ -10,17 +10,20 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.db import connection
 from django.utils import timezone
 
-from importer.models import WorkerHeartbeat
+from importer.models import Role, WorkerHeartbeat
 from importer.tasks import record_worker_heartbeat
 from tests.conftest import ROOT, wait_until
+from tests.factories import make_user
 
 SETTINGS_FILE = ROOT / "snapshots_portal" / "settings.py"
 PRODUCTION_ENV = {
     "DEBUG": "0",
     "SECRET_KEY": "x7!kq2-production-like-secret-key-for-the-deploy-check-0123456789abcdef",
     "PORTAL_ENCRYPTION_KEY": "kTz3n1QnV4c1l5cM3eQ0m4pJ2f9rS8uW6yA7bC5dE0g=",
+    "PORTAL_AUDIT_KEY": "an-audit-key-of-enough-length-for-the-tests-0123456789",
     "ALLOWED_HOSTS": "portal.example.com",
     "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/portal",
     "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0",
@@ -57,7 +60,7 @@ def test_it_names_the_variable_when_a_setting_is_bad(
     monkeypatch: pytest.MonkeyPatch, name: str, value: str
 ) -> None:
     with pytest.raises(ImproperlyConfigured, match=name):
-        load_settings(monkeypatch, **{name: value})
+        load_settings(monkeypatch, **{"DEBUG": "1", name: value})
 
 
 def test_it_refuses_production_without_a_secret_key(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -65,10 +68,50 @@ def test_it_refuses_production_without_a_secret_key(monkeypatch: pytest.MonkeyPa
         load_settings(monkeypatch, DEBUG="0", ALLOWED_HOSTS="portal.example.com")
 
 
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "PORTAL_ENCRYPTION_KEY", "ALLOWED_HOSTS"])
+def test_it_fails_closed_when_debug_is_not_set(
+    monkeypatch: pytest.MonkeyPatch, missing: str
+) -> None:
+    production = {name: value for name, value in PRODUCTION_ENV.items() if name != "DEBUG"}
+    production.pop(missing, None)
+    monkeypatch.delenv("ALLOWED_HOSTS", raising=False)
+    with pytest.raises(ImproperlyConfigured, match=f"{missing} must .* DEBUG=1"):
+        load_settings(monkeypatch, **production)
+
+
+def test_it_runs_with_the_secure_defaults_when_debug_is_not_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("OSC_ENDPOINT_API", "OSC_ACCESS_KEY", "OSC_REGION", "PORTAL_SSL_REDIRECT"):
+        monkeypatch.delenv(name, raising=False)
+    production = {name: value for name, value in PRODUCTION_ENV.items() if name != "DEBUG"}
+    loaded = load_settings(monkeypatch, **production)
+    assert loaded["DEBUG"] is False
+    assert loaded["SESSION_COOKIE_SECURE"] is True
+    assert loaded["SECURE_SSL_REDIRECT"] is True
+    assert loaded["OSC_ACCESS_KEY"] == ""
+    assert loaded["OSC_ENDPOINT_API"] == "https://api.eu-west-2.outscale.com/api/v1"
+
+
+def test_it_stops_a_production_start_without_secrets_with_a_clear_message() -> None:
+    env = {name: value for name, value in os.environ.items() if name not in PRODUCTION_ENV}
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set" in result.stderr
+    assert "for a local run set DEBUG=1" in result.stderr
+
+
 def test_it_defaults_to_sqlite_in_wal_mode_and_an_embedded_broker(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    loaded = load_settings(monkeypatch, PORTAL_VAR_DIR=str(tmp_path))
+    loaded = load_settings(monkeypatch, DEBUG="1", PORTAL_VAR_DIR=str(tmp_path))
     database = loaded["DATABASES"]["default"]  # type: ignore[index]
     assert database["ENGINE"] == "django.db.backends.sqlite3"
     assert "journal_mode=WAL" in database["OPTIONS"]["init_command"]
@@ -109,9 +152,12 @@ def test_it_fails_the_deploy_check_when_debug_is_on() -> None:
     assert "DEBUG" in result.stderr
 
 
+HEALTH_TOKEN = "health-token-for-the-monitor-0123456789abcdef"  # noqa: S105
+
+
 @pytest.mark.django_db
-def test_it_reports_health_of_database_and_broker(client) -> None:
-    response = client.get("/healthz")
+def test_it_reports_health_of_database_and_broker(admin_client) -> None:
+    response = admin_client.get("/healthz")
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok"
@@ -120,12 +166,57 @@ def test_it_reports_health_of_database_and_broker(client) -> None:
 
 
 @pytest.mark.django_db
-def test_it_answers_503_when_the_broker_is_unreachable(client, settings) -> None:
+def test_it_answers_503_when_the_broker_is_unreachable(admin_client, settings) -> None:
     # Port 9 (discard) on loopback refuses connections here.
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:9/0"
+    response = admin_client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["broker"]["ok"] is False
+
+
+@pytest.mark.django_db
+def test_it_tells_the_public_the_health_status_only(client, settings) -> None:
+    settings.PORTAL_HEALTH_TOKEN = HEALTH_TOKEN
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
     settings.CELERY_BROKER_URL = "redis://127.0.0.1:9/0"
     response = client.get("/healthz")
     assert response.status_code == 503
-    assert response.json()["broker"]["ok"] is False
+    assert response.json() == {"status": "unavailable"}
+
+
+@pytest.mark.django_db
+def test_it_hides_health_details_from_operators_and_wrong_tokens(client, settings) -> None:
+    settings.PORTAL_HEALTH_TOKEN = HEALTH_TOKEN
+    client.force_login(make_user("olivia", role=Role.OPERATOR))
+    assert client.get("/healthz").json() == {"status": "ok"}
+    for header in (f"Bearer {HEALTH_TOKEN[:-1]}", f"Basic {HEALTH_TOKEN}", "Bearer "):
+        assert client.get("/healthz", HTTP_AUTHORIZATION=header).json() == {"status": "ok"}
+
+
+@pytest.mark.django_db
+def test_it_opens_no_health_details_with_a_token_when_none_is_set(client, settings) -> None:
+    settings.PORTAL_HEALTH_TOKEN = ""
+    response = client.get("/healthz", HTTP_AUTHORIZATION="Bearer ")
+    assert response.json() == {"status": "ok"}
+
+
+@pytest.mark.django_db
+def test_it_shows_health_details_to_the_token_and_team_admins(client, settings) -> None:
+    settings.PORTAL_HEALTH_TOKEN = HEALTH_TOKEN
+    WorkerHeartbeat.objects.create(hostname="worker-1@host")
+    body = client.get("/healthz", HTTP_AUTHORIZATION=f"Bearer {HEALTH_TOKEN}").json()
+    assert body["database"] == {"ok": True, "detail": connection.vendor}
+    assert body["broker"]["ok"] is True
+    assert body["last_worker_heartbeat"]
+    client.force_login(make_user("adele", role=Role.ADMIN))
+    assert client.get("/healthz").json()["database"]["ok"] is True
+
+
+def test_it_refuses_a_short_health_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ImproperlyConfigured, match="PORTAL_HEALTH_TOKEN must be 32"):
+        load_settings(monkeypatch, DEBUG="1", PORTAL_HEALTH_TOKEN="short")
 
 
 @pytest.mark.django_db

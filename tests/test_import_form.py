@@ -104,11 +104,22 @@ def test_it_refuses_an_expired_url() -> None:
     assert "expired" in " ".join(errors_of(presigned_url=url)["presigned_url"]).lower()
 
 
-def test_it_admits_loopback_http_urls_only_when_told_to(settings) -> None:
+def test_it_admits_loopback_http_urls_only_when_told_to_and_listed_exactly(settings) -> None:
     local = "http://127.0.0.1:8788/bucket/key?AWSAccessKeyId=a&Expires=9999999999&Signature=s"
     assert "presigned_url" in errors_of(presigned_url=local)
     settings.PORTAL_ALLOW_HTTP_URLS = True
+    # The flag alone admits nothing: the host and port must be listed too.
+    assert "presigned_url" in errors_of(presigned_url=local)
+    settings.PORTAL_URL_HOSTS = ["127.0.0.1:8788"]
     assert ImportSnapshotForm(form_data(presigned_url=local)).is_valid()
+    for other in (
+        "127.0.0.1:6379",
+        "127.0.0.1:22",
+        "127.0.0.2:8788",
+        "[::1]:8788",
+        "localhost:8788",
+    ):
+        assert "presigned_url" in errors_of(presigned_url=local.replace("127.0.0.1:8788", other))
 
 
 def test_it_requires_at_least_the_detected_uncompressed_size(monkeypatch) -> None:

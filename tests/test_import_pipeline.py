@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import contextlib
+import json
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+import responses
 from django.utils import timezone
 
 from importer import services
+from importer.crypto import encrypt_text
+from importer.forms import url_policy
+from importer.listings import pages_for
 from importer.models import ImportJob, JobState, TagState
-from importer.presigned import UrlPolicy, parse_presigned_url
+from importer.presigned import parse_presigned_url
 from sandbox.run import Sandbox
 from tests.conftest import wait_until
-from tests.factories import make_user
+from tests.factories import make_job, make_team, make_user
 
 GIB = 1024**3
 pytestmark = pytest.mark.django_db
@@ -23,7 +29,7 @@ def submit(
     sandbox: Sandbox, *, size: int = 10 * GIB, dry_run: bool = False, **presign
 ) -> ImportJob:
     raw = presign.pop("raw", None) or sandbox.presign(**presign)
-    url = parse_presigned_url(raw, policy=UrlPolicy(allow_http=True), now=timezone.now())
+    url = parse_presigned_url(raw, policy=url_policy(), now=timezone.now())
     user = make_user() if not ImportJob.objects.exists() else ImportJob.objects.first().submitted_by
     return services.import_create(
         team=user.memberships.first().team,
@@ -220,3 +226,142 @@ def test_it_sweeps_jobs_the_broker_lost_or_a_dead_worker_held(api_on_sandbox, mo
     assert sorted(sent) == sorted([str(lost.pk), str(held.pk)])
     held.refresh_from_db()
     assert held.state == JobState.QUEUED
+
+
+# --- One team cannot stall the others (fake API answers) ---------------------------------
+
+FAKE_API = "https://api.pipeline-test.example/api/v1"
+
+
+@pytest.fixture
+def fake_api(settings) -> Iterator[responses.RequestsMock]:
+    settings.OSC_ENDPOINT_API = FAKE_API
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
+def api_answer(snapshots: list[dict], token: str | None = None) -> dict:
+    answer: dict = {"Snapshots": snapshots, "ResponseContext": {"RequestId": "req-poll"}}
+    if token:
+        answer["NextPageToken"] = token
+    return answer
+
+
+def in_flight(team_name: str, snapshot_id: str, **team_fields) -> ImportJob:
+    team = make_team(team_name, **team_fields)
+    user = make_user(f"user-of-{team_name}", team=team)
+    long_ago = timezone.now() - services.VANISHED_GRACE - timedelta(minutes=1)
+    return make_job(
+        user,
+        state=JobState.IN_PROGRESS,
+        snapshot_id=snapshot_id,
+        api_state="pending/queued",
+        progress=10,
+        submitted_at=long_ago,
+    )
+
+
+def test_it_polls_the_other_teams_when_one_teams_poll_fails(fake_api, monkeypatch) -> None:
+    broken = in_flight("broken", "snap-0000000b")
+    fine = in_flight("fine", "snap-0000000f")
+    real_client = services.api_client
+
+    def client_of(team):
+        if team.name == "broken":
+            raise RuntimeError("an unexpected fault in this team's poll")
+        return real_client(team)
+
+    monkeypatch.setattr(services, "api_client", client_of)
+    fake_api.post(
+        f"{FAKE_API}/ReadSnapshots",
+        json=api_answer([{"SnapshotId": "snap-0000000f", "State": "completed", "Progress": 100}]),
+    )
+    summary = services.imports_poll()
+    assert summary.failed_teams == 1 and summary.finished == 1
+    fine.refresh_from_db()
+    broken.refresh_from_db()
+    assert fine.state == JobState.COMPLETED
+    assert broken.state == JobState.IN_PROGRESS
+    assert broken.events.last().message == services.POLL_FAILED_UNEXPECTEDLY
+    services.imports_poll()  # the same problem again is not noted twice
+    assert broken.events.filter(message=services.POLL_FAILED_UNEXPECTEDLY).count() == 1
+
+
+def test_it_notes_on_the_jobs_a_team_without_credentials(fake_api) -> None:
+    lost = in_flight("no-keys", "snap-0000000c", uses_environment_credentials=False)
+    fine = in_flight("fine", "snap-0000000f")
+    fake_api.post(
+        f"{FAKE_API}/ReadSnapshots",
+        json=api_answer([{"SnapshotId": "snap-0000000f", "State": "completed", "Progress": 100}]),
+    )
+    assert services.imports_poll().failed_teams == 1
+    fine.refresh_from_db()
+    assert fine.state == JobState.COMPLETED
+    note = lost.events.last().message
+    assert "no OUTSCALE credentials" in note and "A team admin can set" in note
+
+
+def test_it_cuts_the_apis_strings_to_their_fields_before_storing_them(fake_api) -> None:
+    job = in_flight("long", "snap-0000000a")
+    state = "importing-" + "x" * 5000
+    fake_api.post(
+        f"{FAKE_API}/ReadSnapshots",
+        json=api_answer([{"SnapshotId": "snap-0000000a", "State": state, "Progress": 55}]),
+    )
+    assert services.imports_poll().changed == 1
+    job.refresh_from_db()
+    assert job.api_state == state[:40] and job.progress == 55
+    assert job.events.last().message.startswith("API state: importing-xxx")
+    assert len(job.events.last().message) == 2500
+
+
+def test_it_cuts_a_snapshot_id_and_request_id_the_api_made_too_long(fake_api) -> None:
+    user = make_user()
+    job = make_job(user, url_encrypted=encrypt_text("https://oos.eu-west-2.outscale.com/b/k?s=1"))
+    snapshot_id = "snap-" + "a" * 500
+    fake_api.post(
+        f"{FAKE_API}/CreateSnapshot",
+        json={
+            "Snapshot": {"SnapshotId": snapshot_id, "State": "pending/" + "q" * 300},
+            "ResponseContext": {"RequestId": "r" * 400},
+        },
+    )
+    job = run_submit(job)
+    assert job.state == JobState.IN_PROGRESS
+    assert job.snapshot_id == snapshot_id[:64] and len(job.api_state) == 40
+    assert job.request_ids == ["r" * 64]
+    assert len(job.events.last().message) <= 2500
+
+
+def test_it_reads_a_bounded_number_of_pages_and_fails_no_job_on_a_truncated_listing(
+    fake_api,
+) -> None:
+    job = in_flight("looping", "snap-0000000d")
+    calls: list[int] = []
+
+    def endless(request):
+        calls.append(1)
+        # A fresh token every time; stops on its own only far past any sane bound.
+        token = f"token-{len(calls)}" if len(calls) < 1000 else None
+        return 200, {}, json.dumps(api_answer([], token))
+
+    fake_api.add_callback(responses.POST, f"{FAKE_API}/ReadSnapshots", callback=endless)
+    summary = services.imports_poll()
+    assert summary.truncated_teams == 1
+    assert len(calls) == summary.api_calls == pages_for([job.snapshot_id])
+    job.refresh_from_db()
+    # Not taken for vanished: its snapshot may be on a page the listing did not read.
+    assert job.state == JobState.IN_PROGRESS
+
+
+def test_it_checks_the_url_again_before_sending_it_to_the_api(api_on_sandbox, settings) -> None:
+    job = submit(api_on_sandbox)
+    # The deployment stopped trusting that object store after the job was saved.
+    settings.PORTAL_URL_HOSTS = []
+
+    run_submit(job)
+
+    job.refresh_from_db()
+    assert job.state == JobState.ERROR and job.error_code == "UrlRefused"
+    assert "is not an accepted object store" in job.error_details
+    assert snapshots_in(api_on_sandbox) == []

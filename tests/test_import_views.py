@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.db import connection
 from kombu.exceptions import OperationalError
@@ -118,6 +120,73 @@ def test_it_survives_a_body_that_is_not_utf8(operator_client, sent) -> None:
     )
     assert response.status_code == 422
     assert ImportJob.objects.count() == 0
+
+
+def form_key(page: str) -> dict[str, str]:
+    """The idempotency key and its signature, as the form shown to a user carries them."""
+    found = {}
+    for name in ("idempotency_key", "idempotency_signature"):
+        match = re.search(rf'name="{name}" value="([^"]*)"', page)
+        found[name] = match[1] if match else ""
+    return found
+
+
+def test_it_binds_the_forms_key_to_the_user_who_got_the_form(client, sent) -> None:
+    alice, bob = make_user("alice"), make_user("bob")  # both operators of the same team
+    client.force_login(alice)
+    alices = form_key(client.get("/imports/new").content.decode())
+    client.force_login(bob)
+
+    refused = post_import(client, name="bobs", **alices)
+
+    page = refused.content.decode()
+    assert refused.status_code == 422
+    assert "opened by another user, or changed since: nothing was imported" in page
+    assert 'value="bobs"' in page  # what Bob typed is kept
+    renewed = form_key(page)
+    assert renewed["idempotency_key"] != alices["idempotency_key"]
+    assert not ImportJob.objects.exists()
+    # The renewed form is Bob's own; Alice's key still makes Alice's job, under its id.
+    assert post_import(client, name="bobs", **renewed).status_code == 302
+    client.force_login(alice)
+    made = post_import(client, name="alices", **alices)
+    job = ImportJob.objects.get(name="alices")
+    assert made["Location"] == f"/imports/{job.pk}"
+    assert str(job.pk) == alices["idempotency_key"] and job.submitted_by == alice
+
+
+def test_it_never_hands_a_job_to_another_user_posting_its_key(client, sent) -> None:
+    alice, bob = make_user("alice"), make_user("bob")
+    client.force_login(alice)
+    alices = form_key(client.get("/imports/new").content.decode())
+    assert post_import(client, **alices).status_code == 302
+    client.force_login(bob)
+
+    again = post_import(client, **alices)
+
+    assert again.status_code == 422
+    assert str(ImportJob.objects.get().pk) not in again.content.decode()
+    assert ImportJob.objects.get().submitted_by == alice
+
+
+@pytest.mark.parametrize(
+    "posted",
+    [
+        {"idempotency_key": "c0ffee00-0000-4000-8000-000000000000"},  # no signature
+        {"idempotency_key": "not-a-uuid", "idempotency_signature": "x"},
+        {"idempotency_key": "c0ffee00-0000-4000-8000-000000000000:x", "idempotency_signature": ""},
+    ],
+)
+def test_it_renews_a_forged_key_with_a_clear_message_not_a_500(
+    operator_client, sent, posted
+) -> None:
+    response = post_import(operator_client, **posted)
+
+    assert response.status_code == 422
+    assert "It has been renewed for you; check the fields and press Import again." in (
+        response.content.decode()
+    )
+    assert not ImportJob.objects.exists()
 
 
 def test_it_lists_jobs_on_the_dashboard_in_a_constant_number_of_queries(

@@ -5,14 +5,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from django.core import mail
+from django.utils import timezone
 
 from importer import notifications
 from importer.exports import DeliveryState, NotificationRequest, TeamWebhook, WebhookDelivery
@@ -63,8 +66,11 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
+def receiver(settings: Any) -> Iterator[Receiver]:
     server = Receiver(statuses=[])
+    # A local run's receiver: listed exactly, so the outbound guard admits it over http.
+    settings.PORTAL_ALLOW_HTTP_URLS = True
+    settings.PORTAL_WEBHOOK_HOSTS = [f"127.0.0.1:{server.server_address[1]}"]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server
@@ -186,15 +192,101 @@ def test_it_keeps_the_webhook_secret_encrypted(receiver: Receiver) -> None:
     assert notifications.decrypt_text(stored.secret_encrypted) == SECRET
 
 
-def test_it_lets_an_admin_set_the_webhook_and_an_auditor_not(client: Any) -> None:
+@pytest.fixture
+def public_dns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Names of the examples resolve to a public address (no DNS here); others fail."""
+
+    def resolve(host: str, port: int, *args: Any) -> list[Any]:
+        if host.endswith("example.com"):
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.215.14", port))]
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+
+
+def test_it_lets_an_admin_set_the_webhook_and_an_auditor_not(client: Any, public_dns: None) -> None:
     admin = make_user("admin1", role="admin")
     client.force_login(admin)
     form = {"webhook_url": "https://hooks.example.com/portal", "webhook_secret": "short"}
     assert client.post("/team/transfers/", form).status_code == 422
     form["webhook_secret"] = SECRET
     assert client.post("/team/transfers/", form).status_code == 302
-    assert TeamWebhook.objects.get().url == form["webhook_url"]
+    stored = TeamWebhook.objects.get()
+    assert notifications.decrypt_text(stored.url_encrypted) == form["webhook_url"]
+    assert stored.url_redacted == "https://hooks.example.com/[redacted]"
     assert SECRET not in client.get("/team/transfers/").content.decode()
     auditor = make_user("auditor1", role="auditor", team=admin.memberships.first().team)
     client.force_login(auditor)
     assert client.post("/team/transfers/", form).status_code == 403
+
+
+# --- Dispatching: in order, chosen by the query, each on its own ----------------------------
+
+
+def watched_job(user: Any, name: str, *, ended: bool, asked_at: Any = None) -> Any:
+    job = make_job(user, name=name)
+    if ended:
+        job.mark_failed(code="1", type="X", details="y")
+    request = notifications.notification_request(
+        user=user, team=job.team, kind="import", object_id=job.pk, by_email=True, by_webhook=False
+    )
+    if asked_at is not None:
+        NotificationRequest.objects.filter(pk=request.pk).update(created_at=asked_at)
+    return job
+
+
+def watcher() -> Any:
+    user = make_user("watcher")
+    user.email = "watcher@example.com"
+    user.save()
+    return user
+
+
+def test_it_sends_what_is_due_even_behind_a_batch_of_requests_for_running_jobs(
+    monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+) -> None:
+    monkeypatch.setattr(notifications, "DISPATCH_BATCH", 3)
+    user = watcher()
+    for index in range(5):
+        watched_job(user, f"running-{index}", ended=False)
+    watched_job(user, "ended", ended=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert notifications.notifications_dispatch() == 1
+    assert [message.subject for message in mail.outbox] == [
+        "[Snapshots Portal] import ended: error"
+    ]
+
+
+def test_it_sends_the_oldest_request_first_and_at_most_a_batch_per_run(
+    monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+) -> None:
+    monkeypatch.setattr(notifications, "DISPATCH_BATCH", 1)
+    user = watcher()
+    now = timezone.now()
+    watched_job(user, "newer", ended=True, asked_at=now - timedelta(minutes=1))
+    watched_job(user, "older", ended=True, asked_at=now - timedelta(hours=1))
+    for _ in range(2):
+        with django_capture_on_commit_callbacks(execute=True):
+            assert notifications.notifications_dispatch() == 1
+    assert [message.subject.split()[3] for message in mail.outbox] == ["older:", "newer:"]
+
+
+def test_it_sends_the_others_when_one_notification_fails(
+    monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+) -> None:
+    user = watcher()
+    broken = watched_job(user, "broken", ended=True)
+    watched_job(user, "fine", ended=True)
+    real_describe = notifications.describe
+
+    def describe(kind: str, target: Any) -> dict[str, Any]:
+        if target.pk == broken.pk:
+            raise RuntimeError("an unexpected fault with this one")
+        return real_describe(kind, target)
+
+    monkeypatch.setattr(notifications, "describe", describe)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert notifications.notifications_dispatch() == 1
+    assert [message.subject.split()[3] for message in mail.outbox] == ["fine:"]
+    # The failed one stays due: the next run tries it again.
+    assert NotificationRequest.objects.get(object_id=broken.pk).notified_at is None

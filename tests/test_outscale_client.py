@@ -483,7 +483,10 @@ def test_it_raises_on_an_error_body_that_is_not_json(api, client, status, transi
     assert error.http_status == status and error.code == "" and error.type == ""
     assert error.transient is transient
     assert error.request_id == "edge-7"
-    assert str(error).startswith(f"ReadSnapshots failed: HTTP {status}: <html>")
+    assert str(error).startswith(f"ReadSnapshots failed: HTTP {status}: the answer is not")
+    # Whatever answered is never echoed: the client must not read internal pages for anyone.
+    assert "Bad things" not in str(error) and "<html>" not in str(error)
+    assert "text/html" in str(error)
 
 
 def test_it_raises_a_transient_error_on_a_success_that_is_not_json(api, client):

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from bench import scenarios
-from bench.hostile import EXTRA_HOSTS, good_url
+from bench.hostile import DESTINATIONS, EXTRA_HOSTS, good_url
 from bench.stack import RedisServer, use_broker
 from importer import presigned
 from importer.forms import ImportSnapshotForm
@@ -90,6 +90,46 @@ def test_it_refuses_hostile_urls_and_inputs_without_dialling_a_forbidden_address
     assert result.crafted_accepted == 0, result.examples
     assert result.invalid_accepted == 0, result.examples
     assert result.accepted_total > 0  # the oracle saw valid inputs too: the suite is not blind
+
+
+@pytest.mark.django_db
+def test_it_neither_saves_nor_dials_a_hostile_destination_of_any_kind() -> None:
+    # Webhook URL, API endpoint, OOS endpoint and pre-signed URL: through the views, then
+    # stored as if they got past them and sent; production settings, then a local run.
+    result = scenarios.scenario_hostile_destinations(limit=40)
+    assert [run.name for run in result.passes] == ["production", "local run"]
+    for run in result.passes:
+        assert all(run.tried[kind] >= 40 for kind in DESTINATIONS), run.tried
+        assert all(run.sent[kind] >= 30 for kind in DESTINATIONS), run.sent
+        assert run.connections == dict.fromkeys(run.connections, 0), run.examples
+        assert len(run.connections) == 4
+        assert run.sandbox_connections == 0, run.examples
+        assert run.socket_forbidden == [], run.examples
+        assert sum(run.saved.values()) == 0, run.examples
+        assert sum(run.server_errors.values()) == 0, run.examples
+        assert sum(run.not_refused.values()) == 0, run.examples
+        assert sum(run.crashes.values()) == 0, run.examples
+    local_run = result.passes[1]
+    # Its listed sandbox answered every redirect (none followed) and the right values reached
+    # it: the counters this test relies on do see a saved value and a connection.
+    assert local_run.redirects == 5 * scenarios.REDIRECT_DESTINATIONS * 4
+    assert local_run.redirect_connections >= local_run.redirects
+    assert local_run.controls_passed == local_run.controls == 4, local_run.examples
+
+
+def test_it_counts_every_connection_a_loopback_listener_accepts() -> None:
+    with scenarios.counting_listeners() as listeners:
+        redis = listeners.targets[0]
+        with socket.create_connection(("127.0.0.1", redis.port), timeout=2) as conn:
+            conn.sendall(b"PING\r\n")
+            assert conn.recv(100) == b"-ERR unknown command\r\n"
+        assert conftest.wait_until(lambda: redis.count() == 1, seconds=5)
+    assert listeners.counts() == {
+        "Redis-like": 1,
+        "HTTP API": 0,
+        "metadata service": 0,
+        "mail server": 0,
+    }
 
 
 def test_it_counts_a_connection_to_a_forbidden_address_at_the_socket() -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from importer.exports import CopyChain, ExportTask
+from importer.invitations import TeamInvitation
 from importer.models import JobState, Membership, Role
 from tests.factories import make_job, make_team, make_user
 
@@ -42,6 +44,11 @@ TABLE: dict[str, dict[str, tuple[str, ...] | str]] = {
     "member_remove": {"POST": ADMINS},
     "team_credentials": {"GET": ADMINS, "POST": ADMINS},
     "team_switch": {"POST": EVERYONE},
+    "team_choose": {"GET": EVERYONE},
+    "invitations": {"GET": EVERYONE},
+    "invitation_accept": {"POST": EVERYONE},
+    "invitation_decline": {"POST": EVERYONE},
+    "invitation_revoke": {"POST": ADMINS},
     "snapshot_delete": {"POST": ADMINS},
     "export_new": {"GET": IMPORTERS, "POST": IMPORTERS},
     "copy_new": {"GET": IMPORTERS, "POST": IMPORTERS},
@@ -54,6 +61,9 @@ TABLE: dict[str, dict[str, tuple[str, ...] | str]] = {
     "transfer_settings": {"GET": ADMINS, "POST": ADMINS},
 }
 ALLOWED = {200, 204, 286, 302, 422}
+# The sample object of these is not the caller's own (another account's snapshot, another
+# user's invitation): a user who may use the URL gets 404 for it.
+NOT_THEIRS = {"snapshot_delete", "invitation_accept", "invitation_decline"}
 
 
 def url_names(patterns=None) -> Iterator[URLPattern]:
@@ -73,6 +83,8 @@ def cast():
     failed.mark_failed(code="4045", type="InvalidParameterValue", details="too small")
     extra = make_user("someone-else", team=team, role=Role.OPERATOR)
     membership = Membership.objects.get(user=extra)
+    invited = User.objects.create_user("invited-user", password="a-long-test-password")
+    invitation = TeamInvitation.objects.create(team=team, user=invited, role=Role.OPERATOR)
     export = ExportTask.objects.create(
         team=team, snapshot_id="snap-00000000", bucket="b-u-c", requested_by=users[Role.OPERATOR]
     )
@@ -100,6 +112,9 @@ def cast():
         "member_role": {"membership_id": membership.pk},
         "member_remove": {"membership_id": membership.pk},
         "snapshot_delete": {"snapshot_id": "snap-00000000"},
+        "invitation_accept": {"invitation_id": invitation.pk},
+        "invitation_decline": {"invitation_id": invitation.pk},
+        "invitation_revoke": {"invitation_id": invitation.pk},
     }
     data = {"team_switch": {"team": str(team.pk)}, "member_role": {"role": Role.AUDITOR}}
     return {"users": users, "kwargs": kwargs, "data": data, "team": team}
@@ -118,7 +133,7 @@ def expected(name: str, method: str, who: str) -> set[int]:
     if allowed is None:
         return {405} if (who != ANONYMOUS and _may_use(name, who)) or public else {403, 405}
     if allowed == PUBLIC or who in allowed:
-        return ALLOWED | ({404} if name == "snapshot_delete" else set())
+        return ALLOWED | ({404} if name in NOT_THEIRS else set())
     return {403}
 
 

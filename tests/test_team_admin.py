@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from importer import audit, services
+from importer.invitations import TeamInvitation
 from importer.models import Membership, Role, Team
 from sandbox.signing import Account
 from tests.factories import make_team, make_user
@@ -72,6 +73,11 @@ def test_it_refuses_credentials_that_cannot_be_right(client, admin) -> None:
 def test_it_adds_changes_and_removes_members_with_an_audit_trail(client, admin) -> None:
     bob = make_user("bob", team=make_team("elsewhere"))
     assert client.post("/team/members/", {"username": "bob", "role": "auditor"}).status_code == 302
+    # Bob joins once he accepts the invitation.
+    invitation = TeamInvitation.objects.get(user=bob, team__name="ops")
+    client.force_login(bob)
+    client.post(f"/invitations/{invitation.pk}/accept")
+    client.force_login(admin)
     membership = Membership.objects.get(user=bob, team__name="ops")
     assert membership.role == Role.AUDITOR
     client.post(f"/team/members/{membership.pk}/role", {"role": "operator"})

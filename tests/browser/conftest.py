@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from importer.models import Membership, Role, Team
 
@@ -30,9 +30,44 @@ def browser() -> Iterator[Browser]:
         launched.close()
 
 
+# Runs in every document before its own scripts: each Content-Security-Policy violation (an
+# inline script or style, a handler attribute, a foreign source) is reported to the test.
+CSP_LISTENER = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.__portalCspViolation(
+    `${event.effectiveDirective} blocked ${event.blockedURI || "inline"} ` +
+    `at ${event.sourceFile || document.location.href}:${event.lineNumber}`
+  );
+});
+"""
+
+
+@pytest.fixture(autouse=True)
+def csp_violations() -> Iterator[list[str]]:
+    """Every CSP violation seen by the test's pages; any left at the end fails the test."""
+    violations: list[str] = []
+    yield violations
+    if violations:
+        pytest.fail("Content-Security-Policy violations:\n" + "\n".join(violations))
+
+
+def guard_csp(context: BrowserContext, violations: list[str]) -> None:
+    """Collects the CSP violations of every page of `context` into `violations`."""
+    context.expose_binding("__portalCspViolation", lambda _source, text: violations.append(text))
+    context.add_init_script(CSP_LISTENER)
+    # Chromium also logs what it refused on the console, for whatever the event misses.
+    context.on(
+        "console",
+        lambda message: (
+            violations.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+
+
 @pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
+def page(browser: Browser, csp_violations: list[str]) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1280, "height": 800})
+    guard_csp(context, csp_violations)
     opened = context.new_page()
     yield opened
     context.close()

@@ -1,0 +1,224 @@
+"""Workflows of team membership that need the member's consent: invitations, and the team a
+user chooses to work in.
+
+A team admin invites an existing user; only the user's acceptance creates the membership (and
+so its joining date). Every step is one transaction with its audit entry: never a half-made
+membership, never an unaudited one.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import User
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from importer import audit
+from importer.invitations import INVITATION_LIFETIME, InvitationState, TeamInvitation
+from importer.models import Membership, Role, Team
+
+
+class InvitationNotFound(Exception):
+    """No such invitation for this user or team: answered with 404, saying nothing more."""
+
+
+class InvitationRefused(Exception):
+    """The request cannot be done; the message says why and what to do instead."""
+
+
+def invitable_user(identifier: str) -> User | None:
+    """The active user with this user name, or else with this email address (when only one has it).
+
+    Only team admins call this, to invite: telling them "no such user" is what they need.
+    """
+    identifier = identifier.strip()
+    if not identifier:
+        return None
+    user = User.objects.filter(username=identifier, is_active=True).first()
+    if user is not None or "@" not in identifier:
+        return user
+    by_email = list(User.objects.filter(email__iexact=identifier, is_active=True)[:2])
+    return by_email[0] if len(by_email) == 1 else None
+
+
+def invitation_send(
+    *, team: Team, actor: User, user: User, role: str, ip: str | None
+) -> TeamInvitation:
+    """Invites `user` to the team as `role`; raises InvitationRefused when that makes no sense."""
+    name = user.get_username()
+    now = timezone.now()
+    with transaction.atomic():
+        member = Membership.objects.filter(team=team, user=user).first()
+        if member is not None:
+            raise InvitationRefused(
+                f"{name} is already a member of {team.name} ({Role(member.role).label}); "
+                "change their role in the list of members instead."
+            )
+        # An expired invitation no longer counts: close it so that a new one can be sent.
+        TeamInvitation.objects.filter(
+            team=team, user=user, state=InvitationState.PENDING, expires_at__lte=now
+        ).update(state=InvitationState.EXPIRED, answered_at=now)
+        pending = TeamInvitation.objects.filter(
+            team=team, user=user, state=InvitationState.PENDING
+        ).first()
+        if pending is not None:
+            raise InvitationRefused(
+                f"{name} already has a pending invitation to {team.name} (as "
+                f"{Role(pending.role).label}, valid until {pending.expires_at:%Y-%m-%d}); "
+                "revoke it below first to invite them with another role."
+            )
+        try:
+            with transaction.atomic():
+                invitation = TeamInvitation.objects.create(
+                    team=team,
+                    user=user,
+                    role=role,
+                    invited_by=actor,
+                    created_at=now,
+                    expires_at=now + INVITATION_LIFETIME,
+                )
+        except IntegrityError:
+            raise InvitationRefused(
+                f"{name} was invited to {team.name} a moment ago by another admin; reload the "
+                "page to see the invitation."
+            ) from None
+        audit.record(
+            action=audit.AuditAction.INVITATION_SENT,
+            actor=actor,
+            team=team,
+            target=name,
+            ip=ip,
+            details={
+                "invitation": invitation.pk,
+                "role": role,
+                "expires_at": invitation.expires_at,
+            },
+        )
+    return invitation
+
+
+def _expired(invitation: TeamInvitation) -> InvitationRefused:
+    team = invitation.team.name
+    return InvitationRefused(
+        f"This invitation to {team} expired on {invitation.expires_at:%Y-%m-%d}; ask a team "
+        f"admin of {team} to invite you again."
+    )
+
+
+def _still_pending(invitation: TeamInvitation | None) -> TeamInvitation:
+    if invitation is None:
+        raise InvitationNotFound
+    if invitation.state != InvitationState.PENDING:
+        raise InvitationRefused(
+            f"This invitation to {invitation.team.name} was already "
+            f"{invitation.get_state_display().lower()}."
+        )
+    return invitation
+
+
+def _close(invitation: TeamInvitation, state: InvitationState) -> None:
+    TeamInvitation.objects.filter(pk=invitation.pk).update(state=state, answered_at=timezone.now())
+    invitation.state = state
+
+
+def invitation_revoke(
+    *, team: Team, actor: User, invitation_id: int, ip: str | None
+) -> TeamInvitation:
+    """Withdraws a pending invitation of the team (expired ones included)."""
+    with transaction.atomic():
+        invitation = _still_pending(
+            TeamInvitation.objects.select_for_update(of=("self",))
+            .select_related("team", "user")
+            .filter(pk=invitation_id, team=team)
+            .first()
+        )
+        _close(invitation, InvitationState.REVOKED)
+        audit.record(
+            action=audit.AuditAction.INVITATION_REVOKED,
+            actor=actor,
+            team=team,
+            target=invitation.user.get_username(),
+            ip=ip,
+            details={"invitation": invitation.pk, "role": invitation.role},
+        )
+    return invitation
+
+
+def _open_invitation_of(user: User, invitation_id: int) -> TeamInvitation:
+    found = (
+        TeamInvitation.objects.select_for_update(of=("self",))
+        .select_related("team", "invited_by")
+        .filter(pk=invitation_id, user=user)
+        .first()
+    )
+    if found is not None and (found.state == InvitationState.EXPIRED or found.is_expired):
+        raise _expired(found)
+    return _still_pending(found)
+
+
+def invitation_accept(*, user: User, invitation_id: int, ip: str | None) -> Membership:
+    """The invited user says yes: the membership starts now, with the invitation's role."""
+    with transaction.atomic():
+        invitation = _open_invitation_of(user, invitation_id)
+        membership, created = Membership.objects.get_or_create(
+            team=invitation.team,
+            user=user,
+            defaults={"role": invitation.role, "created_at": timezone.now()},
+        )
+        _close(invitation, InvitationState.ACCEPTED)
+        details = {
+            "invitation": invitation.pk,
+            "role": invitation.role,
+            "invited_by": invitation.invited_by.get_username() if invitation.invited_by else None,
+        }
+        audit.record(
+            action=audit.AuditAction.INVITATION_ACCEPTED,
+            actor=user,
+            team=invitation.team,
+            target=user.get_username(),
+            ip=ip,
+            details=details,
+        )
+        if created:
+            audit.record(
+                action=audit.AuditAction.MEMBERSHIP_CHANGED,
+                actor=user,
+                team=invitation.team,
+                target=user.get_username(),
+                ip=ip,
+                details={"role": invitation.role, "previous_role": None, **details},
+            )
+    return membership
+
+
+def invitation_decline(*, user: User, invitation_id: int, ip: str | None) -> TeamInvitation:
+    with transaction.atomic():
+        invitation = _still_pending(
+            TeamInvitation.objects.select_for_update(of=("self",))
+            .select_related("team")
+            .filter(pk=invitation_id, user=user)
+            .first()
+        )
+        _close(invitation, InvitationState.DECLINED)
+        audit.record(
+            action=audit.AuditAction.INVITATION_DECLINED,
+            actor=user,
+            team=invitation.team,
+            target=user.get_username(),
+            ip=ip,
+            details={"invitation": invitation.pk, "role": invitation.role},
+        )
+    return invitation
+
+
+def current_team_set(*, user: User, team_id: int) -> bool:
+    """Remembers the team the user works in. False when the user is not in that team."""
+    with transaction.atomic():
+        # Locking the user's memberships serialises two switches racing from two tabs.
+        mine = list(Membership.objects.select_for_update().filter(user=user).order_by("pk"))
+        if team_id not in {membership.team_id for membership in mine}:
+            return False
+        Membership.objects.filter(user=user, is_current=True).exclude(team_id=team_id).update(
+            is_current=False
+        )
+        Membership.objects.filter(user=user, team_id=team_id).update(is_current=True)
+    return True
