@@ -493,7 +493,10 @@ def checked_address(target: Target, policy: Policy) -> str:
     scheme for a local run: the sandbox on loopback.
     """
     addresses = _resolve(target.host, target.port, policy.resolver)
-    if target.trusted or (policy.allow_http and target.exact):
+    # A trusted endpoint written as an address is the deployer's own choice of address; a
+    # trusted name is still resolved and checked (its DNS is not the deployer's to vouch for).
+    trusted_address = target.trusted and _is_ip_literal(target.host)
+    if trusted_address or (policy.allow_http and target.exact):
         return addresses[0]
     for text in addresses:
         try:

@@ -65,6 +65,7 @@ def test_it_shows_every_page_of_a_team_admin_without_a_violation(
         "/team/transfers/",
         "/invitations/",
         "/snapshots/snap-0000abcd/export",
+        "/snapshots/snap-0000abcd/copy",
     ]
 
     for path in paths:

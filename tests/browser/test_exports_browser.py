@@ -78,6 +78,8 @@ def test_it_copies_a_snapshot_to_another_team_and_shows_the_chain(
     page = exporting
     receiver = other_team(api_on_sandbox, name="receiving-team")
     Membership.objects.create(user=operator, team=receiver, role=Role.OPERATOR)
+    # In two teams now: the operator works in the source team, chosen as a user would.
+    Membership.objects.filter(user=operator).exclude(team=receiver).update(is_current=True)
     snapshot_id = completed_snapshot(api_on_sandbox)
     page.goto(f"{live_server.url}/")
     page.locator(f"#snapshot-{snapshot_id}").get_by_role("link", name="Copy to team").click()
