@@ -32,8 +32,7 @@ from botocore.exceptions import (
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import DatabaseError, transaction
-from django.db.models import F
+from django.db import transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
@@ -50,7 +49,15 @@ from importer.exports import (
 )
 from importer.forms import url_policy
 from importer.listings import Listing, read_export_tasks_bounded
-from importer.models import GIB, ImportJob, JobState, Team, clip_text, clip_to_fields
+from importer.models import (
+    GIB,
+    ImportJob,
+    JobState,
+    Team,
+    clip_text,
+    clip_to_fields,
+    note_once,
+)
 from importer.outscale import OscApiError, OscClient, SnapshotExportTask
 
 logger = logging.getLogger(__name__)
@@ -466,22 +473,7 @@ def _poll_team_exports(exports: list[ExportTask], *, now: datetime) -> tuple[int
 
 
 def _note_on_exports(exports: list[ExportTask], message: str) -> None:
-    """Adds `message` to each export's history, once: not again until it has moved since."""
-    message = clip_text(ExportEvent, "message", message)
-    try:
-        with transaction.atomic():
-            noted = set(
-                ExportEvent.objects.filter(
-                    export__in=exports, message=message, at__gte=F("export__updated_at")
-                ).values_list("export_id", flat=True)
-            )
-            ExportEvent.objects.bulk_create(
-                ExportEvent(export=export, state=export.state, message=message)
-                for export in exports
-                if export.pk not in noted
-            )
-    except DatabaseError:
-        logger.exception("Could not note a poll problem on %d exports", len(exports))
+    note_once(ExportEvent, "export", exports, message)
 
 
 def _apply_task(

@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import DatabaseError, models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
+
+logger = logging.getLogger(__name__)
 
 GIB = 1024**3
 # An API request id is a UUID (36 characters); the rest of a longer one is noise.
@@ -30,6 +33,29 @@ def clip_text(model: type[models.Model], name: str, value: str) -> str:
     """`value` cut to the max_length of the field `name` of `model` (if it has one)."""
     limit = getattr(model._meta.get_field(name), "max_length", None)
     return value[:limit] if limit else value
+
+
+def note_once(event_model: type[models.Model], owner: str, rows: list[Any], message: str) -> None:
+    """Adds `message` to each row's history (its `event_model`, whose foreign key to the row is
+    `owner`), once: not again until the row has moved on since. A failure is only logged: a note
+    must never stop a poll."""
+    message = clip_text(event_model, "message", message)
+    manager = event_model._default_manager
+    try:
+        with transaction.atomic():
+            noted = set(
+                manager.filter(
+                    **{f"{owner}__in": rows, "message": message},
+                    at__gte=F(f"{owner}__updated_at"),
+                ).values_list(f"{owner}_id", flat=True)
+            )
+            manager.bulk_create(
+                event_model(**{owner: row}, state=row.state, message=message)
+                for row in rows
+                if row.pk not in noted
+            )
+    except DatabaseError:
+        logger.exception("Could not note a poll problem on %d rows", len(rows))
 
 
 def with_request_id(request_ids: list[str], request_id: str) -> list[str]:

@@ -22,8 +22,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.cache import cache as django_cache
-from django.db import DatabaseError, transaction
-from django.db.models import F
+from django.db import transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
@@ -38,6 +37,7 @@ from importer.models import (
     TagState,
     Team,
     clip_text,
+    note_once,
 )
 from importer.outscale import OscApiError, OscClient, OscCredentials, Snapshot
 from importer.presigned import PresignedUrl
@@ -432,22 +432,7 @@ def _poll_team(jobs: list[ImportJob], *, now: datetime) -> PollSummary:
 
 
 def _note_on_jobs(jobs: list[ImportJob], message: str) -> None:
-    """Adds `message` to each job's history, once: not again until the job has moved since."""
-    message = clip_text(ImportJobEvent, "message", message)
-    try:
-        with transaction.atomic():
-            noted = set(
-                ImportJobEvent.objects.filter(
-                    job__in=jobs, message=message, at__gte=F("job__updated_at")
-                ).values_list("job_id", flat=True)
-            )
-            ImportJobEvent.objects.bulk_create(
-                ImportJobEvent(job=job, state=job.state, message=message)
-                for job in jobs
-                if job.pk not in noted
-            )
-    except DatabaseError:
-        logger.exception("Could not note a poll problem on %d imports", len(jobs))
+    note_once(ImportJobEvent, "job", jobs, message)
 
 
 def _apply_snapshots(

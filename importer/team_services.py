@@ -8,6 +8,8 @@ membership, never an unaudited one.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -125,12 +127,7 @@ def invitation_revoke(
 ) -> TeamInvitation:
     """Withdraws a pending invitation of the team (expired ones included)."""
     with transaction.atomic():
-        invitation = _still_pending(
-            TeamInvitation.objects.select_for_update(of=("self",))
-            .select_related("team", "user")
-            .filter(pk=invitation_id, team=team)
-            .first()
-        )
+        invitation = _still_pending(_locked_invitation(pk=invitation_id, team=team))
         _close(invitation, InvitationState.REVOKED)
         audit.record(
             action=audit.AuditAction.INVITATION_REVOKED,
@@ -143,13 +140,18 @@ def invitation_revoke(
     return invitation
 
 
-def _open_invitation_of(user: User, invitation_id: int) -> TeamInvitation:
-    found = (
+def _locked_invitation(**lookup: Any) -> TeamInvitation | None:
+    """The invitation row, locked until the transaction ends (one answer wins a race)."""
+    return (
         TeamInvitation.objects.select_for_update(of=("self",))
-        .select_related("team", "invited_by")
-        .filter(pk=invitation_id, user=user)
+        .select_related("team", "user", "invited_by")
+        .filter(**lookup)
         .first()
     )
+
+
+def _open_invitation_of(user: User, invitation_id: int) -> TeamInvitation:
+    found = _locked_invitation(pk=invitation_id, user=user)
     if found is not None and (found.state == InvitationState.EXPIRED or found.is_expired):
         raise _expired(found)
     return _still_pending(found)
@@ -192,12 +194,7 @@ def invitation_accept(*, user: User, invitation_id: int, ip: str | None) -> Memb
 
 def invitation_decline(*, user: User, invitation_id: int, ip: str | None) -> TeamInvitation:
     with transaction.atomic():
-        invitation = _still_pending(
-            TeamInvitation.objects.select_for_update(of=("self",))
-            .select_related("team")
-            .filter(pk=invitation_id, user=user)
-            .first()
-        )
+        invitation = _still_pending(_locked_invitation(pk=invitation_id, user=user))
         _close(invitation, InvitationState.DECLINED)
         audit.record(
             action=audit.AuditAction.INVITATION_DECLINED,

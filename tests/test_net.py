@@ -292,14 +292,14 @@ def test_it_drops_an_answer_larger_than_the_cap(server: Server) -> None:
     session = net.guarded_session(local_rules(server, max_response_bytes=65536))
 
     with pytest.raises(net.GuardRefusal, match="more than 65536 bytes"):
-        session.get(f"http://127.0.0.1:{server.port}/huge")
+        session.get(f"http://127.0.0.1:{server.port}/huge", timeout=5)
 
 
 def test_it_gives_up_on_an_answer_that_drips_past_the_total_timeout(server: Server) -> None:
     session = net.guarded_session(local_rules(server, total_timeout=1.0))
 
     with pytest.raises(net.GuardRefusal, match="took longer than 1 s"):
-        session.get(f"http://127.0.0.1:{server.port}/drip")
+        session.get(f"http://127.0.0.1:{server.port}/drip", timeout=5)
 
 
 def test_it_refuses_at_send_time_without_connecting(server: Server) -> None:
