@@ -129,6 +129,8 @@ class Policy:
     resolver: Resolver = system_resolver
     ssl_context: ssl.SSLContext | None = None
     extra_hosts_setting: str = ""
+    # What a refused host is told to use instead; "Use <example>" when empty.
+    allowed_hint: str = ""
     # The deployment's own endpoint (OSC_ENDPOINT_API): chosen by whoever deploys, like
     # DATABASE_URL, so admitted on its exact host and port whatever its scheme and address.
     trusted_hosts: tuple[str, ...] = ()
@@ -370,7 +372,8 @@ def _host_refusal(target: Target, policy: Policy) -> str:
             f"{target.shown_host} is not accepted for a {policy.purpose}: use a host name on "
             f"the default https port (for example {policy.example})."
         )
-    message = f"{target.shown_host} is not an accepted {policy.purpose}. Use {policy.example}"
+    hint = policy.allowed_hint or f"Use {policy.example}"
+    message = f"{target.shown_host} is not an accepted {policy.purpose}. {hint}"
     if policy.extra_hosts:
         message += f", or a host among {', '.join(policy.extra_hosts)}"
     if "outscale" in target.host:

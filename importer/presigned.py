@@ -123,6 +123,11 @@ class UrlPolicy:
             resolver=resolver,
             ssl_context=ssl_context,
             extra_hosts_setting="PORTAL_URL_HOSTS",
+            allowed_hint=(
+                "Use a pre-signed URL from OUTSCALE Object Storage: "
+                "https://oos.<region>.outscale.com/BUCKET/KEY, where <region> is one of "
+                f"{', '.join(OUTSCALE_REGIONS)}"
+            ),
         )
 
 
@@ -229,12 +234,9 @@ def _check_text(text: str, policy: UrlPolicy) -> None:
 
 
 def _checked_target(text: str, outbound: net.Policy) -> net.Target:
-    """The outbound guard's verdict on the URL, in the words of the IMPORT SNAPSHOT dialog."""
+    """The outbound guard's verdict on the URL, as a message of the IMPORT SNAPSHOT dialog."""
     try:
         return net.check_url(text, outbound)
-    except net.HostNotAllowed:
-        target = net.split_url(text, outbound)
-        raise PresignedUrlError(_host_refusal(target, outbound)) from None
     except net.DestinationRefused as refusal:
         raise PresignedUrlError(str(refusal)) from None
 
@@ -245,19 +247,6 @@ def _virtual_bucket(target: net.Target) -> str | None:
     if target.host not in OOS_HOSTS and endpoint in OOS_HOSTS and not target.exact:
         return bucket
     return None
-
-
-def _host_refusal(target: net.Target, outbound: net.Policy) -> str:
-    message = (
-        f"{target.shown_host} is not an accepted object store. Use a pre-signed URL from "
-        f"OUTSCALE Object Storage: https://oos.<region>.outscale.com/BUCKET/KEY, where <region> "
-        f"is one of {', '.join(OUTSCALE_REGIONS)}"
-    )
-    if outbound.extra_hosts:
-        message += f", or a host among {', '.join(outbound.extra_hosts)}"
-    if "outscale" in target.host:
-        message += ". This address only looks like an OUTSCALE one: check the host name"
-    return message + "."
 
 
 def _bucket_and_key(path: str, virtual_bucket: str | None) -> tuple[str, str]:
