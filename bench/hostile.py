@@ -588,7 +588,10 @@ def _look_alikes(good: str, port: int, tail: str) -> list[str]:
     ideographic_dots = good.replace(".", "\u3002")
     full_width_dot = good.replace(".", "\uff0e", 1)
     dotted_capital_i = good.upper().replace("I", "\u0130")
+    # A name without an I in it stays the good name in capitals: not hostile, and admitted.
+    capital_i = [f"https://{dotted_capital_i}{tail}"] if "I" in good.upper() else []
     return [
+        *capital_i,
         f"https://{cyrillic_a}{tail}",
         f"https://{cyrillic_o}{tail}",
         f"https://{ideographic_dots}{tail}",
@@ -596,7 +599,6 @@ def _look_alikes(good: str, port: int, tail: str) -> list[str]:
         f"https://{good}\u200b{tail}",
         f"https://\u200b{good}{tail}",
         f"https://{good}{tail}\u202e",
-        f"https://{dotted_capital_i}{tail}",
         f"https://\uff11\uff12\uff17.\uff10.\uff10.\uff11:{port}{tail}",
         f"https://127\u30020\u30020\u30021:{port}{tail}",
         f"https://127\uff0e0\uff0e0\uff0e1:{port}{tail}",

@@ -21,14 +21,14 @@ WEBHOOK_CONNECT_SECONDS = 5.0
 WEBHOOK_READ_SECONDS = 10.0
 
 
-def _environment_api_host() -> tuple[str, ...]:
+def _environment_api_origin() -> tuple[str, ...]:
     """The deployment's own OSC_ENDPOINT_API (chosen by whoever deploys, not by a team admin)."""
     parts = urlsplit(settings.OSC_ENDPOINT_API)
     if parts.hostname is None:
         return ()
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
     default = 443 if parts.scheme == "https" else 80
-    return (f"{host}:{parts.port or default}",)
+    return (f"{parts.scheme}://{host}:{parts.port or default}",)
 
 
 def api_policy() -> net.Policy:
@@ -37,7 +37,7 @@ def api_policy() -> net.Policy:
         example="https://api.eu-west-2.outscale.com/api/v1",
         hosts=API_HOSTS,
         extra_hosts=tuple(settings.PORTAL_API_HOSTS),
-        trusted_hosts=_environment_api_host(),
+        trusted_origins=_environment_api_origin(),
         allow_http=settings.PORTAL_ALLOW_HTTP_URLS,
         connect_timeout=settings.OSC_CONNECT_TIMEOUT,
         read_timeout=settings.OSC_READ_TIMEOUT,

@@ -131,9 +131,9 @@ class Policy:
     extra_hosts_setting: str = ""
     # What a refused host is told to use instead; "Use <example>" when empty.
     allowed_hint: str = ""
-    # The deployment's own endpoint (OSC_ENDPOINT_API): chosen by whoever deploys, like
-    # DATABASE_URL, so admitted on its exact host and port whatever its scheme and address.
-    trusted_hosts: tuple[str, ...] = ()
+    # The deployment's own endpoint (OSC_ENDPOINT_API), as scheme://host:port: chosen by
+    # whoever deploys, like DATABASE_URL, so admitted on exactly that scheme, host and port.
+    trusted_origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # Fail at configuration time rather than on the first request.
@@ -149,8 +149,14 @@ class Policy:
         return normalised_entries(self.extra_hosts)
 
     @cached_property
-    def trusted(self) -> frozenset[tuple[str, int | None]]:
-        return normalised_entries(self.trusted_hosts)
+    def trusted(self) -> frozenset[tuple[str, str, int | None]]:
+        origins: set[tuple[str, str, int | None]] = set()
+        for origin in self.trusted_origins:
+            scheme, sep, rest = origin.partition("://")
+            if not sep or scheme not in DEFAULT_PORTS:
+                raise ValueError(f"invalid trusted origin {origin!r}: expected scheme://host:port")
+            origins.update((scheme, host, port) for host, port in normalised_entries([rest]))
+        return frozenset(origins)
 
 
 @dataclass(frozen=True)
@@ -188,7 +194,7 @@ def check_url(raw: str, policy: Policy) -> Target:
     text = raw.strip()
     _check_text(text, policy)
     target = split_url(text, policy)
-    if (target.host, target.port) in policy.trusted:
+    if (target.scheme, target.host, target.port) in policy.trusted:
         return replace(target, exact=True, trusted=True)
     if target.scheme == "http" and not (
         policy.allow_http and not _listed_on_another_port(target, policy)
@@ -272,7 +278,12 @@ def _split_netloc(netloc: str) -> tuple[str, str]:
         rest = colon + port
         if not host or any(char not in _NETLOC_CHARS for char in host):
             raise malformed
-    if rest and not (rest.startswith(":") and rest[1:].isdigit() and 1 <= len(rest) - 1 <= 5):
+    if rest and not (rest.startswith(":") and rest[1:].isdigit()):
+        raise malformed
+    if len(rest) > 2 and rest[1] == "0":
+        # 059243 is 59243 to a socket but not to an allow-list written by a person.
+        raise DestinationRefused("The port has a leading zero. Write it plainly (443, 8443).")
+    if len(rest) > 6:
         raise malformed
     return host, rest[1:]
 
@@ -509,7 +520,7 @@ def checked_address(target: Target, policy: Policy) -> str:
         if reason:
             raise ForbiddenAddress(
                 f"Refused to contact {target.host}: it resolves to {text}, {reason}. Only "
-                f"public addresses are contacted for a {policy.purpose}."
+                f"public addresses are contacted for the {policy.purpose}."
             )
     return addresses[0]
 

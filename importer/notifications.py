@@ -355,16 +355,20 @@ def webhook_deliver(*, delivery_id: str) -> None:
     status: int | None = None
     problem = ""
     transient = False
+    policy = destinations.webhook_policy()
     try:
-        # Through the outbound guard: checked again now (DNS may answer differently than when
-        # it was saved), the checked address dialled, no redirect, the answer capped.
-        response = net.guarded_session(destinations.webhook_policy()).post(
+        # Through the outbound guard: the stored value itself first (before requests drops a
+        # fragment or reads a leading-zero port), then the request as sent: resolved again
+        # (DNS may answer differently than when it was saved), the checked address dialled,
+        # no redirect, the answer capped.
+        net.check_url(url, policy)
+        response = net.guarded_session(policy).post(
             url, data=body, headers=headers, timeout=DELIVERY_TIMEOUT
         )
         status = response.status_code
         transient = status == 429 or status >= 500
         problem = "" if 200 <= status < 300 else f"HTTP {status}"
-    except net.GuardRefusal as refusal:
+    except (net.GuardRefusal, net.DestinationRefused) as refusal:
         transient, problem = False, f"Refused by the outbound guard: {refusal}"
     except requests.RequestException as exc:
         transient, problem = True, type(exc).__name__

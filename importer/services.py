@@ -113,12 +113,16 @@ def api_client(team: Team | None) -> OscClient:
     if not team.secret_key_encrypted:
         raise ValueError(f"team {team.name} has no OUTSCALE credentials yet")
     endpoint = team.endpoint or f"https://api.{team.region}.outscale.com/api/v1"
+    policy = destinations.api_policy()
+    # The value as stored, before requests normalises it (a fragment, a leading-zero port):
+    # what was saved is what is checked. Raises DestinationRefused, a ValueError.
+    net.check_url(endpoint, policy)
     return _client(
         endpoint,
         team.region,
         decrypt_text(team.access_key_encrypted),
         decrypt_text(team.secret_key_encrypted),
-        destinations.api_policy(),
+        policy,
     )
 
 

@@ -15,11 +15,10 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from importer import export_services, notifications, services
+from importer import export_services, net, notifications, services
 from importer.crypto import encrypt_text
 from importer.exports import DeliveryState, TeamWebhook, WebhookDelivery
 from importer.models import Role, Team
-from importer.outscale import OscApiError
 from tests.factories import make_team, make_user
 
 pytestmark = pytest.mark.django_db
@@ -152,10 +151,10 @@ def test_it_refuses_a_stored_hostile_api_endpoint_at_send_time(listener: Listene
     )
     team.refresh_from_db()
 
-    with pytest.raises(OscApiError) as caught:
+    # Refused before any client is made: the stored value is checked as it was saved.
+    with pytest.raises(net.DestinationRefused) as caught:
         services.api_client(team).read_snapshots_page()
 
-    assert not caught.value.transient
     assert "is not an accepted OUTSCALE API endpoint" in str(caught.value)
     assert listener.connections == 0
 
@@ -256,7 +255,7 @@ def test_it_refuses_a_stored_hostile_webhook_at_send_time_and_never_retries(
 
 
 def test_it_admits_the_deployments_own_api_endpoint_and_nothing_beside_it(settings: Any) -> None:
-    from importer import destinations, net
+    from importer import destinations
 
     settings.OSC_ENDPOINT_API = "http://127.0.0.1:8787/api/v1"
     settings.PORTAL_ALLOW_HTTP_URLS = False
@@ -266,3 +265,34 @@ def test_it_admits_the_deployments_own_api_endpoint_and_nothing_beside_it(settin
     for url in ("http://127.0.0.1:8788/api/v1", "http://127.0.0.1:6379/", "http://[::1]:8787/"):
         with pytest.raises(net.DestinationRefused):
             net.check_url(url, rules)
+
+
+def test_it_checks_a_stored_value_as_stored_not_as_requests_would_normalise_it(
+    listener: Listener, settings: Any
+) -> None:
+    entry = f"127.0.0.1:{listener.port}"
+    settings.PORTAL_ALLOW_HTTP_URLS = True
+    settings.PORTAL_API_HOSTS = [entry]
+    settings.PORTAL_WEBHOOK_HOSTS = [entry]
+    team = make_team("spelled", uses_environment_credentials=False)
+    Team.objects.filter(pk=team.pk).update(
+        endpoint=f"http://127.0.0.1:0{listener.port}/api/v1",
+        access_key_encrypted=encrypt_text("AK0123"),
+        secret_key_encrypted=encrypt_text("secret"),
+    )
+    team.refresh_from_db()
+    with pytest.raises(ValueError, match="leading zero"):
+        services.api_client(team)
+    webhook = TeamWebhook.objects.create(
+        team=team,
+        url_encrypted=encrypt_text(f"http://{entry}/hook#"),
+        url_redacted=f"http://{entry}/[redacted]",
+        secret_encrypted=encrypt_text(SECRET),
+    )
+    delivery = WebhookDelivery.objects.create(webhook=webhook, event="e", payload={"event": "e"})
+
+    notifications.webhook_deliver(delivery_id=str(delivery.pk))
+
+    delivery.refresh_from_db()
+    assert delivery.state == DeliveryState.FAILED and "fragment" in delivery.last_error
+    assert listener.connections == 0

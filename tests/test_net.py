@@ -369,3 +369,17 @@ def test_it_refuses_a_malformed_host_list_at_start(name: str) -> None:
 def test_a_guarded_session_is_a_requests_session() -> None:
     # Callers catch requests' exceptions: a refusal must be one of them.
     assert issubclass(net.GuardRefusal, requests.RequestException)
+
+
+def test_it_binds_a_trusted_origin_to_its_scheme_and_refuses_leading_zero_ports() -> None:
+    rules = policy(
+        purpose="OUTSCALE API endpoint",
+        hosts=frozenset({"api.eu-west-2.outscale.com"}),
+        bucket_hosts=frozenset(),
+        trusted_origins=("https://api.eu-west-2.outscale.com:443",),
+    )
+
+    assert net.check_url("https://api.eu-west-2.outscale.com/api/v1", rules).trusted
+    assert "Plain http://" in refusal("http://api.eu-west-2.outscale.com:443/api/v1", rules)
+    local = policy(extra_hosts=("127.0.0.1:8788",), allow_http=True)
+    assert "leading zero" in refusal("http://127.0.0.1:08788/b/k", local)
