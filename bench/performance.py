@@ -96,7 +96,7 @@ def in_flight_jobs(sandbox: Any, team: Any, user: Any, count: int) -> list[Any]:
     from django.utils import timezone
 
     from bench.scenarios import job_fields
-    from importer.models import ImportJob, JobState
+    from importer.imports.models import ImportJob, JobState
 
     account = sandbox.account
     jobs = []
@@ -166,8 +166,8 @@ def poll_section(env: Any, args: argparse.Namespace, results: Results) -> None:
 
     from bench import scenarios
     from bench.load import run_load
-    from importer.models import ImportJob
-    from importer.views import job_version
+    from importer.imports.listing import job_version
+    from importer.imports.models import ImportJob
 
     section = "Progress polling"
     print(f"\n{section}", flush=True)
@@ -291,8 +291,8 @@ def poll_section(env: Any, args: argparse.Namespace, results: Results) -> None:
             f"{alone['poll endpoint'] - alone['trivial view, logged in']:.1f} ms more per request "
             "here (line above), on 2 cores shared with the load generator and, during this run, "
             "with other test suites. Closing the gap needs a cheaper unchanged-case path in "
-            "`importer.views.imports_poll` (e.g. compare versions with a `values_list` query and "
-            "load full rows only for the changed ones), not a faster server.",
+            "`importer.imports.views.imports_poll` (e.g. compare versions with a `values_list` "
+            "query and load full rows only for the changed ones), not a faster server.",
         )
     results.add(
         section,
@@ -340,7 +340,7 @@ def memory_section(
     jobs: list[Any],
 ) -> None:
     from bench.load import run_load
-    from importer.tasks import poll_imports
+    from importer.imports.tasks import poll_imports
 
     section = "Memory"
     print(f"\n{section}", flush=True)
@@ -410,8 +410,8 @@ def _drain(env: Any, seconds: float = 300) -> None:
 
 def economy_section(env: Any, results: Results) -> None:
     from bench import scenarios
-    from importer import services
-    from importer.models import ImportJob
+    from importer.imports.models import ImportJob
+    from importer.imports.polling import imports_poll
 
     section = "API economy"
     print(f"\n{section}", flush=True)
@@ -421,7 +421,7 @@ def economy_section(env: Any, results: Results) -> None:
         env.sandbox.reset()
         in_flight_jobs(env.sandbox, cast["team"], cast["operator"], count)
         before = env.sandbox.state()["calls"].get("ReadSnapshots", 0)
-        summary = services.imports_poll()
+        summary = imports_poll()
         calls = env.sandbox.state()["calls"].get("ReadSnapshots", 0) - before
         bound = math.ceil(count / 1000)
         results.add(
@@ -445,7 +445,7 @@ def pages_section(env: Any, args: argparse.Namespace, results: Results) -> None:
 
     from bench import scenarios
     from bench.scenarios import job_fields
-    from importer.models import ImportJob, JobState
+    from importer.imports.models import ImportJob, JobState
 
     section = "Dashboard and history with many jobs"
     print(f"\n{section}", flush=True)
@@ -590,7 +590,7 @@ _ADVERSARIAL_TEXTS: dict[str, Any] = {
 
 
 def redaction_section(results: Results) -> None:
-    from importer.presigned import redact_text
+    from importer.core.redaction import redact_text
 
     section = "Redaction"
     print(f"\n{section}", flush=True)

@@ -295,7 +295,7 @@ def run_all(env, args, results: Results) -> None:  # type: ignore[no-untyped-def
             "Bug found and fixed by this suite: an allowed host name that resolves to an internal "
             "address (10.x, 169.254.169.254, loopback) was only a warning of the inspection, and "
             "the job was created (3 crafted URLs accepted). The form now refuses it "
-            "(`importer.presigned.ForbiddenAddressError`, `Inspection.refusal`).",
+            "(`importer.presigned.fetch.ForbiddenAddressError`, `Inspection.refusal`).",
         )
         for example in hostile.examples:
             results.note(section, f"Example: `{example}`")

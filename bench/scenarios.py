@@ -32,6 +32,17 @@ from bench.stack import (
     wait_for,
     wait_worker,
 )
+from importer.imports import services as import_services
+from importer.imports.services import (
+    LOST_IN_QUEUE_AFTER,
+    MAX_SUBMIT_ATTEMPTS,
+    STUCK_SUBMITTING_AFTER,
+    UNTAGGED_AFTER,
+    imports_sweep,
+)
+from importer.notifications.models import TeamWebhook
+from importer.presigned.fetch import inspect_presigned_url
+from importer.transfers.services import find_exported_object
 
 GIB = 1024**3
 KILL_STEPS = ("before_create", "request_out", "after_answer", "tagging", "poll")
@@ -82,7 +93,7 @@ def people() -> dict[str, Any]:
     """A team on the environment's (sandbox) credentials, with one user per role."""
     from django.contrib.auth.models import User
 
-    from importer.models import Membership, Role, Team
+    from importer.teams.models import Membership, Role, Team
 
     team, _ = Team.objects.get_or_create(
         name="bench", defaults={"uses_environment_credentials": True}
@@ -100,15 +111,15 @@ def people() -> dict[str, Any]:
 def parsed(url: str) -> Any:
     from django.utils import timezone
 
-    from importer.forms import url_policy
-    from importer.presigned import parse_presigned_url
+    from importer.presigned.policy import url_policy
+    from importer.presigned.urls import parse_presigned_url
 
     return parse_presigned_url(url, policy=url_policy(), now=timezone.now())
 
 
 def create_job(sandbox: Any, *, size: int = 10 * GIB, url: Any = None, name: str = "") -> Any:
     """A job through the same service the dialog calls (queued once the row is committed)."""
-    from importer.services import import_create
+    from importer.imports.services import import_create
 
     cast = people()
     return import_create(
@@ -141,12 +152,8 @@ def sweep_now() -> Any:
     """The sweeper, with its clock past every threshold (production runs it every 60 s)."""
     from django.utils import timezone
 
-    from importer import services
-
-    shift = max(
-        services.STUCK_SUBMITTING_AFTER, services.LOST_IN_QUEUE_AFTER, services.UNTAGGED_AFTER
-    )
-    return services.imports_sweep(now=timezone.now() + shift + timedelta(seconds=1))
+    shift = max(STUCK_SUBMITTING_AFTER, LOST_IN_QUEUE_AFTER, UNTAGGED_AFTER)
+    return imports_sweep(now=timezone.now() + shift + timedelta(seconds=1))
 
 
 def snapshots_by_token(sandbox: Any) -> Counter[str]:
@@ -165,7 +172,7 @@ def duplicates(sandbox: Any) -> int:
 def settle(ids: list[Any], seconds: float) -> bool:
     """Waits for every job to be final: a poll each second, the (clock-shifted) sweeper every
     5 s. Sweeping faster floods the queue with re-sent tag tasks and starves the polls."""
-    from importer.models import TERMINAL_STATES, ImportJob
+    from importer.imports.models import TERMINAL_STATES, ImportJob
 
     deadline = time.monotonic() + seconds
     last_sweep = 0.0
@@ -185,7 +192,7 @@ def settle(ids: list[Any], seconds: float) -> bool:
 
 def untagged_settle(ids: list[Any], seconds: float) -> None:
     """Waits for the tags still retrying (bounded), the sweeper re-sending lost ones every 5 s."""
-    from importer.models import ImportJob, JobState, TagState
+    from importer.imports.models import ImportJob, JobState, TagState
 
     deadline = time.monotonic() + seconds
     pending = ImportJob.objects.filter(
@@ -197,7 +204,7 @@ def untagged_settle(ids: list[Any], seconds: float) -> None:
 
 
 def send_poll() -> None:
-    from importer.tasks import poll_imports
+    from importer.imports.tasks import poll_imports
 
     poll_imports.apply_async(expires=5)
 
@@ -276,7 +283,7 @@ def _fired(kill_dir: Path, step: str) -> int | None:
 
 
 def _job_done(job_id: Any) -> bool:
-    from importer.models import ImportJob, JobState, TagState
+    from importer.imports.models import ImportJob, JobState, TagState
 
     return ImportJob.objects.filter(
         pk=job_id, state=JobState.COMPLETED, tag_state=TagState.DONE
@@ -285,7 +292,7 @@ def _job_done(job_id: Any) -> bool:
 
 def scenario_killed_worker(env: Env, runs_per_step: int, steps: tuple[str, ...] = KILL_STEPS):
     """SIGKILL the worker holding an import at each step; count lost jobs and duplicates."""
-    from importer.models import ImportJob, JobState
+    from importer.imports.models import ImportJob, JobState
 
     kill_dir = env.log_dir / "kill-points"
     kill_dir.mkdir(exist_ok=True)
@@ -432,7 +439,7 @@ def web_and_workers(env: Env, *, workers: int = 2, web_workers: int = 2) -> Iter
 
 
 def scenario_redis_down(env: Env, submissions: int) -> RedisDownResult:
-    from importer.models import TERMINAL_STATES, ImportJob
+    from importer.imports.models import TERMINAL_STATES, ImportJob
 
     people()
     env.sandbox.reset()
@@ -533,7 +540,7 @@ def scenario_postgres_restart(env: Env, jobs: int) -> PostgresRestartResult:
     """Imports in flight, polled every second by the workers' beat; PostgreSQL goes away."""
     from django.db import connection
 
-    from importer.models import ImportJob, JobState
+    from importer.imports.models import ImportJob, JobState
 
     env.sandbox.reset()
     env.sandbox.put_object("exports/raw.img.gz", gzip.compress(bytes(300_000)))
@@ -642,9 +649,8 @@ class FaultsResult:
 
 def scenario_api_faults(env: Env, imports: int, permanent_share: float = 0.03):
     """Many imports under a storm of 429/500/503, timeouts, drops and slow answers."""
-    from importer import services
-    from importer.models import ImportJob, JobState
-    from importer.presigned import PresignedUrl
+    from importer.imports.models import ImportJob, JobState
+    from importer.presigned.urls import PresignedUrl
 
     env.sandbox.reset()
     for action, kind, status, probability, delay in FAULT_PLAN:
@@ -719,9 +725,7 @@ def scenario_api_faults(env: Env, imports: int, permanent_share: float = 0.03):
         snapshots_not_one=snapshots_not_one,
         max_create_calls=max((len(answers) for answers in by_token.values()), default=0),
         max_attempts=max((job.attempts for job in jobs), default=0),
-        retries_over_bound=sum(
-            len(answers) > services.MAX_SUBMIT_ATTEMPTS for answers in by_token.values()
-        ),
+        retries_over_bound=sum(len(answers) > MAX_SUBMIT_ATTEMPTS for answers in by_token.values()),
         retried_after_permanent=retried_after_permanent,
         faults_fired=dict(fired),
         api_calls=len(calls),
@@ -846,22 +850,21 @@ def hostile_settings() -> Iterator[None]:
     from django.conf import settings
 
     from bench.hostile import EXTRA_HOSTS
-    from importer import presigned, services
 
     saved = (settings.PORTAL_ALLOW_HTTP_URLS, settings.PORTAL_URL_HOSTS)
-    defaults = presigned.inspect_presigned_url.__kwdefaults__ or {}
+    defaults = inspect_presigned_url.__kwdefaults__ or {}
     saved_resolver = defaults.get("resolver")
-    saved_enqueue = services.import_enqueue
+    saved_enqueue = import_services.import_enqueue
     settings.PORTAL_ALLOW_HTTP_URLS = False
     settings.PORTAL_URL_HOSTS = list(EXTRA_HOSTS)
     defaults["resolver"] = fake_resolver
-    services.import_enqueue = lambda **kwargs: True  # type: ignore[assignment]
+    import_services.import_enqueue = lambda **kwargs: True  # type: ignore[assignment]
     try:
         yield
     finally:
         settings.PORTAL_ALLOW_HTTP_URLS, settings.PORTAL_URL_HOSTS = saved
         defaults["resolver"] = saved_resolver
-        services.import_enqueue = saved_enqueue  # type: ignore[assignment]
+        import_services.import_enqueue = saved_enqueue  # type: ignore[assignment]
 
 
 def scenario_hostile_input(generated: int, crafted_limit: int | None = None) -> HostileResult:
@@ -870,7 +873,7 @@ def scenario_hostile_input(generated: int, crafted_limit: int | None = None) -> 
     from django.test import Client
 
     from bench.hostile import crafted_urls, generated_inputs, why_invalid
-    from importer.models import ImportJob
+    from importer.imports.models import ImportJob
 
     cast = people()
     client = Client(raise_request_exception=False, HTTP_HOST="127.0.0.1")
@@ -984,8 +987,8 @@ def _redirect_phase(client: Any) -> tuple[int, int, int]:
 # --- 5b. Hostile person-chosen destinations -------------------------------------------------
 #
 # A team admin types the team's API endpoint, OOS endpoint and webhook URL; an operator pastes a
-# pre-signed URL. Each goes through the outbound guard (importer.net) when it is saved and again
-# at every send. Loopback listeners count every connection they get: a value let through would
+# pre-signed URL. Each goes through the outbound guard (importer.core.net) when it is saved and
+# again at every send. Loopback listeners count every connection they get: a value let through would
 # show there (or at the socket watch, for an address no listener holds).
 
 DESTINATION_KEY = "AKIAHOSTILEDEST0001"
@@ -1195,8 +1198,8 @@ class FakeDns:
 
     def addresses(self, name: str) -> list[str] | None:
         from bench.hostile import ATTACKER_DNS, FAKE_DNS, PUBLIC_NAMES, PUBLIC_OOS_ADDRESS
-        from importer.destinations import API_HOSTS
-        from importer.presigned import OOS_HOSTS
+        from importer.outscale.endpoints import API_HOSTS
+        from importer.outscale.regions import OOS_HOSTS
 
         if name in self.rebound:
             answer = self.rebound[name]
@@ -1251,7 +1254,6 @@ def destination_settings(listeners: Listeners, dns: FakeDns, *, local_run: bool)
     from django.conf import settings
 
     from bench.hostile import EXTRA_HOSTS
-    from importer import presigned, services
 
     names = (
         "PORTAL_ALLOW_HTTP_URLS",
@@ -1287,14 +1289,14 @@ def destination_settings(listeners: Listeners, dns: FakeDns, *, local_run: bool)
             ],
             "OSC_ENDPOINT_API": "https://api.eu-west-2.outscale.com/api/v1",
         }
-    defaults = presigned.inspect_presigned_url.__kwdefaults__ or {}
+    defaults = inspect_presigned_url.__kwdefaults__ or {}
     saved_resolver = defaults.get("resolver")
-    saved_enqueue = services.import_enqueue
+    saved_enqueue = import_services.import_enqueue
     for name, value in values.items():
         setattr(settings, name, value)
     defaults["resolver"] = dns
     socket.getaddrinfo = dns  # type: ignore[assignment]  # net.system_resolver reads it per call
-    services.import_enqueue = lambda **kwargs: True  # type: ignore[assignment]
+    import_services.import_enqueue = lambda **kwargs: True  # type: ignore[assignment]
     try:
         yield
     finally:
@@ -1302,15 +1304,15 @@ def destination_settings(listeners: Listeners, dns: FakeDns, *, local_run: bool)
         for name, value in saved.items():
             setattr(settings, name, value)
         defaults["resolver"] = saved_resolver
-        services.import_enqueue = saved_enqueue  # type: ignore[assignment]
+        import_services.import_enqueue = saved_enqueue  # type: ignore[assignment]
 
 
 def destination_people() -> dict[str, Any]:
     """A team with its own (encrypted) credentials and a webhook; its admin and its operator."""
     from django.contrib.auth.models import User
 
-    from importer.crypto import encrypt_text
-    from importer.models import Membership, Role, Team, TeamWebhook
+    from importer.core.crypto import encrypt_text
+    from importer.teams.models import Membership, Role, Team
 
     team, _ = Team.objects.get_or_create(name="bench-destinations")
     Team.objects.filter(pk=team.pk).update(
@@ -1348,8 +1350,9 @@ def destination_people() -> dict[str, Any]:
 
 def _stored_destinations(team_id: int) -> tuple[Any, ...]:
     """Everything a saved destination would change (encrypted values change on every save)."""
-    from importer.audit import AuditEvent
-    from importer.models import ImportJob, Team, TeamWebhook
+    from importer.audit.models import AuditEvent
+    from importer.imports.models import ImportJob
+    from importer.teams.models import Team
 
     team = Team.objects.filter(pk=team_id).values_list(
         "region",
@@ -1372,7 +1375,8 @@ def _stored_destinations(team_id: int) -> tuple[Any, ...]:
 
 
 def _restore_destinations(team_id: int, baseline: tuple[Any, ...]) -> None:
-    from importer.models import ImportJob, Team, TeamWebhook
+    from importer.imports.models import ImportJob
+    from importer.teams.models import Team
 
     (region, endpoint, oos, env, key, secret, updated), hooks, _, _ = baseline
     Team.objects.filter(pk=team_id).update(
@@ -1533,8 +1537,8 @@ class _DestinationState:
 
 def _public_names() -> list[str]:
     from bench.hostile import PUBLIC_NAMES
-    from importer.destinations import API_HOSTS
-    from importer.presigned import OOS_HOSTS
+    from importer.outscale.endpoints import API_HOSTS
+    from importer.outscale.regions import OOS_HOSTS
 
     return [*PUBLIC_NAMES, *API_HOSTS, *OOS_HOSTS]
 
@@ -1620,12 +1624,16 @@ def _send_stored(kind: str, value: str, cast: dict[str, Any]) -> str:
     from botocore.exceptions import BotoCoreError, ClientError
     from django.utils import timezone
 
-    from importer import export_services, notifications, presigned, services
-    from importer.crypto import DecryptionError, encrypt_text
-    from importer.exports import DeliveryState, WebhookDelivery
-    from importer.forms import url_policy
-    from importer.models import Team, TeamWebhook
-    from importer.outscale import OscApiError
+    from importer.core.crypto import DecryptionError, encrypt_text
+    from importer.notifications.models import DeliveryState, WebhookDelivery
+    from importer.notifications.services import TransientDeliveryError, webhook_deliver
+    from importer.outscale.accounts import api_client
+    from importer.outscale.errors import OscApiError
+    from importer.presigned import urls as presigned_urls
+    from importer.presigned.fetch import InspectionError, read_object_head
+    from importer.presigned.policy import url_policy
+    from importer.teams.models import Team
+    from importer.transfers.services import find_exported_object
 
     team = cast["team"]
     try:
@@ -1633,7 +1641,7 @@ def _send_stored(kind: str, value: str, cast: dict[str, Any]) -> str:
             Team.objects.filter(pk=team.pk).update(endpoint=value)
             team.refresh_from_db()
             try:
-                services.api_client(team).read_snapshots_page(states=["completed"])
+                api_client(team).read_snapshots_page(states=["completed"])
             except (OscApiError, ValueError, DecryptionError):  # what the pollers catch
                 return "refused"
             return "sent"
@@ -1642,7 +1650,7 @@ def _send_stored(kind: str, value: str, cast: dict[str, Any]) -> str:
             team.refresh_from_db()
             export = _BucketOf("exports-bucket")
             try:
-                export_services.find_exported_object(team, export)  # type: ignore[arg-type]
+                find_exported_object(team, export)  # type: ignore[arg-type]
             except (ClientError, BotoCoreError, ValueError, DecryptionError):  # as _complete
                 return "refused"
             return "sent"
@@ -1652,13 +1660,13 @@ def _send_stored(kind: str, value: str, cast: dict[str, Any]) -> str:
             delivery = WebhookDelivery.objects.create(
                 webhook=webhook, event="export.completed", payload={"kind": "export"}
             )
-            with suppress(notifications.TransientDeliveryError):
-                notifications.webhook_deliver(delivery_id=str(delivery.pk))
+            with suppress(TransientDeliveryError):
+                webhook_deliver(delivery_id=str(delivery.pk))
             delivery.refresh_from_db()
             delivered = delivery.state == DeliveryState.DELIVERED
             delivery.delete()
             return "sent" if delivered else "refused"
-        url = presigned.PresignedUrl(
+        url = presigned_urls.PresignedUrl(
             scheme="https",
             host="oos.eu-west-2.outscale.com",
             port=443,
@@ -1670,8 +1678,8 @@ def _send_stored(kind: str, value: str, cast: dict[str, Any]) -> str:
             secret_url=value,
         )
         try:
-            presigned.read_object_head(url, policy=url_policy())
-        except presigned.InspectionError:
+            read_object_head(url, policy=url_policy())
+        except InspectionError:
             return "refused"
         return "sent"
     except Exception as error:  # the finding itself: a send path its callers cannot handle
@@ -1741,15 +1749,14 @@ def _send_stored_bucket(endpoint: str, bucket: str, cast: dict[str, Any]) -> str
     """The OOS send path on a bucket whose listing the sandbox answers with a redirect."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from importer import export_services
-    from importer.crypto import DecryptionError
-    from importer.models import Team
+    from importer.core.crypto import DecryptionError
+    from importer.teams.models import Team
 
     team = cast["team"]
     Team.objects.filter(pk=team.pk).update(oos_endpoint=endpoint)
     team.refresh_from_db()
     try:
-        export_services.find_exported_object(team, _BucketOf(bucket))  # type: ignore[arg-type]
+        find_exported_object(team, _BucketOf(bucket))  # type: ignore[arg-type]
     except (ClientError, BotoCoreError, ValueError, DecryptionError):
         return "refused"
     except Exception as error:

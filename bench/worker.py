@@ -44,8 +44,8 @@ def install_kill_points() -> None:
     import django
 
     django.setup()
-    from importer import services
-    from importer.outscale import OscClient
+    from importer.imports import services
+    from importer.outscale.client import OscClient
 
     OscClient.create_snapshot = _hooked(  # type: ignore[method-assign]
         OscClient.create_snapshot, "before_create", "request_out"
@@ -54,7 +54,7 @@ def install_kill_points() -> None:
     OscClient.read_snapshots_page = _hooked(  # type: ignore[method-assign]
         OscClient.read_snapshots_page, "poll"
     )
-    services._accept = _hooked(services._accept, "after_answer")
+    services._accept = _hooked(services._accept, "after_answer")  # type: ignore[attr-defined]
 
 
 def main() -> None:

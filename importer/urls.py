@@ -1,14 +1,14 @@
+"""Every page of the app, each part's own urls included (their paths do not overlap)."""
+
 from __future__ import annotations
 
-from django.urls import path
-
-from importer import views
+from django.urls import include, path
 
 urlpatterns = [
-    path("", views.dashboard, name="dashboard"),
-    path("healthz", views.healthz, name="healthz"),
-    path("imports/new", views.import_new, name="import_new"),
-    path("imports/inspect", views.import_inspect, name="import_inspect"),
-    path("imports/poll", views.imports_poll, name="imports_poll"),
-    path("imports/<uuid:job_id>", views.import_detail, name="import_detail"),
+    path("", include("importer.jobs.urls")),
+    path("", include("importer.imports.urls")),
+    path("", include("importer.teams.urls")),
+    path("", include("importer.audit.urls")),
+    path("", include("importer.transfers.urls")),
+    path("", include("importer.notifications.urls")),
 ]

@@ -178,13 +178,14 @@ AXES_FAILURE_LIMIT = env_int("PORTAL_LOGIN_FAILURE_LIMIT", 5, minimum=1, maximum
 AXES_COOLOFF_TIME = env_int("PORTAL_LOGIN_LOCKOUT_MINUTES", 15, minimum=1, maximum=24 * 60) / 60
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 # And lock an address out after this many failed logins, whatever the names tried. Axes has one
-# limit for all its parameters, so this second one is the portal's handler's (importer.lockout).
+# limit for all its parameters, so this second one is the portal's handler's
+# (importer.audit.lockout).
 PORTAL_LOGIN_ADDRESS_FAILURE_LIMIT = env_int(
     "PORTAL_LOGIN_ADDRESS_FAILURE_LIMIT", 20, minimum=1, maximum=10000
 )
-AXES_HANDLER = "importer.lockout.PortalAxesHandler"
+AXES_HANDLER = "importer.audit.lockout.PortalAxesHandler"
 # The same client address as the audit log: behind the TLS proxy, the one it forwarded.
-AXES_CLIENT_IP_CALLABLE = "importer.audit.client_ip"
+AXES_CLIENT_IP_CALLABLE = "importer.audit.addresses.client_ip"
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_VERBOSE = False
@@ -202,7 +203,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "importer.context_processors.portal",
+                "importer.teams.context_processors.portal",
             ],
         },
     },
@@ -291,7 +292,7 @@ CONTENT_SECURITY_POLICY: dict[str, Any] = {
 
 # Behind a TLS proxy: trust its X-Forwarded-Proto, and its X-Forwarded-For for the client address
 # of the audit log and the login lock-out: the entry appended by the outermost of this many
-# proxies (importer.audit.client_ip).
+# proxies (importer.audit.addresses.client_ip).
 PORTAL_BEHIND_TLS_PROXY = env_bool("PORTAL_BEHIND_TLS_PROXY", False)
 PORTAL_PROXY_COUNT = env_int("PORTAL_PROXY_COUNT", 1, minimum=1, maximum=10)
 
@@ -360,7 +361,7 @@ if PORTAL_ALLOW_HTTP_URLS and not DEBUG:
 
 
 def _check_host_list(name: str, entries: list[str]) -> None:
-    from importer.net import normalised_entries
+    from importer.core.net.guard import normalised_entries
 
     try:
         normalised_entries(entries)
@@ -430,6 +431,16 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": 60.0,
         "options": {"expires": 60.0},
     },
+    "dispatch-notifications": {
+        "task": "importer.notifications.dispatch_notifications",
+        "schedule": float(PORTAL_POLL_SECONDS),
+        "options": {"expires": float(PORTAL_POLL_SECONDS)},
+    },
+    "sweep-deliveries": {
+        "task": "importer.notifications.sweep_deliveries",
+        "schedule": 60.0,
+        "options": {"expires": 60.0},
+    },
 }
 
 # --- Email (notifications) ----------------------------------------------------------------
@@ -448,7 +459,7 @@ LOGGING: dict[str, Any] = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     # Every record passes the redaction filter: no pre-signed URL signature reaches a log.
-    "filters": {"redact": {"()": "importer.presigned.SignatureRedactingFilter"}},
+    "filters": {"redact": {"()": "importer.core.redaction.SignatureRedactingFilter"}},
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]}
     },

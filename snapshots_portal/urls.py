@@ -7,6 +7,4 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("importer.urls")),
-    path("", include("importer.team_urls")),
-    path("", include("importer.export_urls")),
 ]

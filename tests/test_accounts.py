@@ -6,9 +6,10 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 
-from importer import audit
-from importer.models import Membership, Role, Team
-from tests.factories import make_user
+from importer.audit.chain import verify_chain
+from importer.audit.models import AuditEvent
+from importer.teams.models import Membership, Role, Team
+from tests.support.factories import make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -34,13 +35,11 @@ def test_it_audits_logins_and_failed_logins_without_the_password(client) -> None
     make_user("alice", password="the-right-password-123")
     log_in(client, "alice", "not-the-password-shhh")
     log_in(client, "alice", "the-right-password-123")
-    events = list(
-        audit.AuditEvent.objects.order_by("id").values("action", "actor_name", "ip", "details")
-    )
+    events = list(AuditEvent.objects.order_by("id").values("action", "actor_name", "ip", "details"))
     assert [event["action"] for event in events][-2:] == ["login_failed", "login"]
     assert events[-1]["ip"] == "203.0.113.7"
-    assert "not-the-password-shhh" not in repr(list(audit.AuditEvent.objects.values()))
-    assert audit.verify_chain().ok
+    assert "not-the-password-shhh" not in repr(list(AuditEvent.objects.values()))
+    assert verify_chain().ok
 
 
 def test_it_bootstraps_users_from_the_command_line_safely_twice(monkeypatch, capsys) -> None:

@@ -23,23 +23,20 @@ from django.db import DatabaseError, connection, connections, transaction
 from django.test import Client, RequestFactory
 from django.utils import timezone
 
-from importer.audit import (
-    GENESIS_HASH,
+from importer.audit.addresses import client_ip
+from importer.audit.chain import ChainReport, record, verify_chain
+from importer.audit.hashing import GENESIS_HASH, AuditKeys, audit_key_id
+from importer.audit.lockout import record_login_failure
+from importer.audit.models import (
     AuditAction,
     AuditEvent,
-    AuditKeys,
     AuditLogIsAppendOnly,
-    ChainReport,
     HashAlgorithm,
-    audit_key_id,
-    client_ip,
-    record,
-    verify_chain,
+    LoginFailureTally,
 )
-from importer.lockout import LoginFailureTally, record_login_failure
-from importer.models import Team
-from tests.conftest import ROOT, process_env
-from tests.factories import make_user
+from importer.teams.models import Team
+from tests.support.factories import make_user
+from tests.support.workers import ROOT, process_env
 
 TABLE = "importer_auditevent"
 CANARY_URL = (

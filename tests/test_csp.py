@@ -16,8 +16,8 @@ import responses
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from importer.models import Role
-from tests.factories import make_job, make_user
+from importer.teams.models import Role
+from tests.support.factories import make_job, make_user
 
 pytestmark = pytest.mark.django_db
 API = "https://api.csp-test.example/api/v1"

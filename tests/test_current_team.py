@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from importer.models import Membership, Role
-from tests.factories import make_job, make_team, make_user
+from importer.teams.models import Membership, Role
+from tests.support.factories import make_job, make_team, make_user
 
 pytestmark = pytest.mark.django_db
 

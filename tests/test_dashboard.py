@@ -15,12 +15,14 @@ from django.core.cache import cache
 from django.test import Client
 from django.utils import timezone
 
-from importer import presigned, services, views
-from importer.invitations import TeamInvitation
-from importer.models import ImportJob, JobState, Role
-from importer.tasks import submit_import
-from tests.conftest import wait_until
-from tests.factories import make_job, make_team, make_user, oos_presigned_url
+from importer.imports import listing, selectors
+from importer.imports import views as imports_views
+from importer.imports.models import ImportJob, JobState
+from importer.presigned import fetch, sniff, urls
+from importer.teams.models import Role, TeamInvitation
+from snapshots_portal.celery import app as celery_app
+from tests.support.factories import make_job, make_team, make_user, oos_presigned_url
+from tests.support.workers import wait_until
 
 GIB = 1024**3
 API = "https://api.dashboard-test.example/api/v1"
@@ -34,17 +36,17 @@ def fresh_listing_cache() -> None:
 
 @pytest.fixture(autouse=True)
 def no_network_inspection(monkeypatch: pytest.MonkeyPatch) -> None:
-    def inspected(url: presigned.PresignedUrl, **_: object) -> presigned.Inspection:
-        info = presigned.ImageInfo("gzip", "qcow2", 10 * GIB, 300_000, 10 * GIB, "qcow2 in gzip.")
-        return presigned.Inspection(info=info, warning=None)
+    def inspected(url: urls.PresignedUrl, **_: object) -> fetch.Inspection:
+        info = sniff.ImageInfo("gzip", "qcow2", 10 * GIB, 300_000, 10 * GIB, "qcow2 in gzip.")
+        return fetch.Inspection(info=info, warning=None)
 
-    monkeypatch.setattr(presigned, "inspect_presigned_url", inspected)
+    monkeypatch.setattr(fetch, "inspect_presigned_url", inspected)
 
 
 @pytest.fixture
 def sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
     calls: list[tuple] = []
-    monkeypatch.setattr(submit_import, "apply_async", lambda args, **kw: calls.append(args))
+    monkeypatch.setattr(celery_app, "send_task", lambda name, args, **kw: calls.append(args))
     return calls
 
 
@@ -104,7 +106,7 @@ def dialog_post(client, **overrides: str):
     data.update(overrides)
     # As the form the logged-in user was shown would carry it: the key signed for them.
     user_id = client.session["_auth_user_id"]
-    data["idempotency_signature"] = views.form_key_signature(
+    data["idempotency_signature"] = imports_views.form_key_signature(
         user_id, uuid.UUID(data["idempotency_key"])
     )
     return client.post("/imports/new", data, headers={"HX-Request": "true"})
@@ -155,7 +157,7 @@ def test_it_lists_local_jobs_with_a_banner_when_the_api_is_down(client, operator
 
 
 def test_it_does_not_wait_for_a_slow_api(client, operator, api_on_sandbox, monkeypatch) -> None:
-    monkeypatch.setattr(services, "DASHBOARD_API_DEADLINE_SECONDS", 0.3)
+    monkeypatch.setattr(selectors, "DASHBOARD_API_DEADLINE_SECONDS", 0.3)
     api_on_sandbox.inject_fault("ReadSnapshots", "slow", delay=2.0)
     make_job(operator, name="local")
     started = timezone.now()
@@ -186,16 +188,16 @@ def test_it_shows_the_first_pages_of_an_endless_listing_and_says_it_is_incomplet
 
     api.add_callback(responses.POST, f"{API}/ReadSnapshots", callback=endless)
     page = client.get("/").content.decode()
-    assert len(calls) == services.DASHBOARD_MAX_PAGES
+    assert len(calls) == selectors.DASHBOARD_MAX_PAGES
     assert "list of snapshots is incomplete" in page and "Only the first 10 snapshots" in page
     assert "Snapshots from the API are not shown" not in page
-    assert {"p1", f"p{services.DASHBOARD_MAX_PAGES}"} <= set(rows_of(page))
+    assert {"p1", f"p{selectors.DASHBOARD_MAX_PAGES}"} <= set(rows_of(page))
 
 
 def test_it_lists_one_teams_account_once_at_a_time_and_other_teams_meanwhile(
     client, operator, api, monkeypatch
 ) -> None:
-    monkeypatch.setattr(services, "DASHBOARD_API_DEADLINE_SECONDS", 0.2)
+    monkeypatch.setattr(selectors, "DASHBOARD_API_DEADLINE_SECONDS", 0.2)
     release = threading.Event()
     calls: list[int] = []
 
@@ -214,14 +216,14 @@ def test_it_lists_one_teams_account_once_at_a_time_and_other_teams_meanwhile(
         assert "already under way" in again and "reload the page in a moment" in again
         assert len(calls) == 1
         # Another team's dashboard is listed all the same.
-        monkeypatch.setattr(services, "DASHBOARD_API_DEADLINE_SECONDS", 30.0)
+        monkeypatch.setattr(selectors, "DASHBOARD_API_DEADLINE_SECONDS", 30.0)
         other = Client()
         other.force_login(make_user("other-operator", team=make_team("other")))
         assert rows_of(other.get("/").content.decode()) == ["listed"]
         assert len(calls) == 2
     finally:
         release.set()
-    wait_until(lambda: not services._listings_running, seconds=30)
+    wait_until(lambda: not selectors._listings_running, seconds=30)
     # The slow listing, once done, serves the team's next page load.
     assert rows_of(client.get("/").content.decode()) == ["listed"] and len(calls) == 2
 
@@ -317,7 +319,7 @@ def test_it_pages_through_thousands_of_rows_and_api_snapshots_without_gaps_or_re
 
 
 def test_it_pages_back_to_the_newer_rows(client, operator, monkeypatch) -> None:
-    monkeypatch.setattr(views, "PAGE_SIZE", 3)
+    monkeypatch.setattr(listing, "PAGE_SIZE", 3)
     now = timezone.now()
     for index in range(8):
         make_job(operator, name=f"n{index}", created_at=now + timedelta(minutes=index))
@@ -463,7 +465,7 @@ def test_it_inspects_the_url_in_place_and_offers_the_suggested_size(client, oper
 def test_it_hides_the_button_and_refuses_imports_without_the_right(
     client, operator, sent, monkeypatch
 ) -> None:
-    monkeypatch.setattr(views, "_can_import", lambda request: False)
+    monkeypatch.setattr(imports_views, "_can_import", lambda request: False)
     assert "data-dialog-open" not in client.get("/").content.decode()
     assert dialog_post(client).status_code == 403
     assert client.post("/imports/inspect", {"presigned_url": "x"}).status_code == 403

@@ -15,11 +15,14 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from importer import export_services, net, notifications, services
-from importer.crypto import encrypt_text
-from importer.exports import DeliveryState, TeamWebhook, WebhookDelivery
-from importer.models import Role, Team
-from tests.factories import make_team, make_user
+from importer.core.crypto import encrypt_text
+from importer.core.net.guard import DestinationRefused, check_url
+from importer.notifications.models import DeliveryState, TeamWebhook, WebhookDelivery
+from importer.notifications.services import webhook_deliver
+from importer.outscale.accounts import OutboundRefusedError, api_client, s3_client
+from importer.outscale.endpoints import api_policy
+from importer.teams.models import Role, Team
+from tests.support.factories import make_team, make_user
 
 pytestmark = pytest.mark.django_db
 SECRET = "a-webhook-secret-of-some-length"  # noqa: S105 - a test secret
@@ -152,8 +155,8 @@ def test_it_refuses_a_stored_hostile_api_endpoint_at_send_time(listener: Listene
     team.refresh_from_db()
 
     # Refused before any client is made: the stored value is checked as it was saved.
-    with pytest.raises(net.DestinationRefused) as caught:
-        services.api_client(team).read_snapshots_page()
+    with pytest.raises(DestinationRefused) as caught:
+        api_client(team).read_snapshots_page()
 
     assert "is not an accepted OUTSCALE API endpoint" in str(caught.value)
     assert listener.connections == 0
@@ -161,7 +164,7 @@ def test_it_refuses_a_stored_hostile_api_endpoint_at_send_time(listener: Listene
 
 def test_it_never_lends_the_environment_account_to_no_team() -> None:
     with pytest.raises(ValueError, match="no team"):
-        services.api_client(None)
+        api_client(None)
 
 
 # --- The team's OOS endpoint and webhook ----------------------------------------------------------
@@ -201,7 +204,7 @@ def test_it_keeps_the_webhook_url_encrypted_and_shows_it_redacted(
     assert "tokenXYZ" not in stored.url_encrypted
     page = admin_client.get("/team/transfers/").content.decode()
     assert "tokenXYZ" not in page and "https://hooks.example.com/[redacted]" in page
-    from importer.audit import AuditEvent
+    from importer.audit.models import AuditEvent
 
     assert "tokenXYZ" not in str(list(AuditEvent.objects.values_list("details", flat=True)))
     # Saving again with the URL field empty keeps the webhook; the box removes it.
@@ -220,15 +223,15 @@ def test_it_refuses_a_stored_hostile_oos_endpoint_at_send_time(
     Team.objects.filter(pk=team.pk).update(oos_endpoint=f"http://127.0.0.1:{listener.port}")
     team.refresh_from_db()
     with pytest.raises(ValueError, match="not accepted"):
-        export_services.s3_client(team)
+        s3_client(team)
 
     # A name the deployment listed, that the attacker's DNS now points at the metadata service.
     settings.PORTAL_URL_HOSTS = ["objects.attacker.test"]
     public_dns["objects.attacker.test"] = "169.254.169.254"
     Team.objects.filter(pk=team.pk).update(oos_endpoint="https://objects.attacker.test")
     team.refresh_from_db()
-    with pytest.raises(export_services.OutboundRefusedError, match="link-local"):
-        export_services.s3_client(team).list_objects_v2(Bucket="bucket")
+    with pytest.raises(OutboundRefusedError, match="link-local"):
+        s3_client(team).list_objects_v2(Bucket="bucket")
     assert listener.connections == 0
 
 
@@ -246,7 +249,7 @@ def test_it_refuses_a_stored_hostile_webhook_at_send_time_and_never_retries(
         webhook=webhook, event="import.error", payload={"event": "import.error"}
     )
 
-    notifications.webhook_deliver(delivery_id=str(delivery.pk))
+    webhook_deliver(delivery_id=str(delivery.pk))
 
     delivery.refresh_from_db()
     assert delivery.state == DeliveryState.FAILED
@@ -255,16 +258,15 @@ def test_it_refuses_a_stored_hostile_webhook_at_send_time_and_never_retries(
 
 
 def test_it_admits_the_deployments_own_api_endpoint_and_nothing_beside_it(settings: Any) -> None:
-    from importer import destinations
 
     settings.OSC_ENDPOINT_API = "http://127.0.0.1:8787/api/v1"
     settings.PORTAL_ALLOW_HTTP_URLS = False
-    rules = destinations.api_policy()
+    rules = api_policy()
 
-    assert net.check_url("http://127.0.0.1:8787/api/v1/ReadSnapshots", rules).trusted
+    assert check_url("http://127.0.0.1:8787/api/v1/ReadSnapshots", rules).trusted
     for url in ("http://127.0.0.1:8788/api/v1", "http://127.0.0.1:6379/", "http://[::1]:8787/"):
-        with pytest.raises(net.DestinationRefused):
-            net.check_url(url, rules)
+        with pytest.raises(DestinationRefused):
+            check_url(url, rules)
 
 
 def test_it_checks_a_stored_value_as_stored_not_as_requests_would_normalise_it(
@@ -282,7 +284,7 @@ def test_it_checks_a_stored_value_as_stored_not_as_requests_would_normalise_it(
     )
     team.refresh_from_db()
     with pytest.raises(ValueError, match="leading zero"):
-        services.api_client(team)
+        api_client(team)
     webhook = TeamWebhook.objects.create(
         team=team,
         url_encrypted=encrypt_text(f"http://{entry}/hook#"),
@@ -291,7 +293,7 @@ def test_it_checks_a_stored_value_as_stored_not_as_requests_would_normalise_it(
     )
     delivery = WebhookDelivery.objects.create(webhook=webhook, event="e", payload={"event": "e"})
 
-    notifications.webhook_deliver(delivery_id=str(delivery.pk))
+    webhook_deliver(delivery_id=str(delivery.pk))
 
     delivery.refresh_from_db()
     assert delivery.state == DeliveryState.FAILED and "fragment" in delivery.last_error

@@ -20,22 +20,30 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
-from importer import export_services, presigned, services
-from importer.crypto import encrypt_text
-from importer.exports import (
-    CopyChain,
-    CopyState,
-    ExportState,
-    ExportTask,
-    SharedUrl,
+from importer.core.crypto import encrypt_text
+from importer.imports import polling
+from importer.imports import services as imports_services
+from importer.imports.models import ImportJob, JobState
+from importer.outscale import accounts
+from importer.outscale.accounts import presign_object
+from importer.outscale.paginator import pages_for
+from importer.presigned.policy import url_policy
+from importer.presigned.urls import parse_presigned_url
+from importer.teams.models import Role, Team
+from importer.transfers.copies import copies_advance, copy_create
+from importer.transfers.models import CopyChain, CopyState, ExportState, ExportTask, SharedUrl
+from importer.transfers.polling import exports_poll
+from importer.transfers.services import (
+    ExportNotShareable,
+    export_create,
+    export_submit,
+    share_create,
 )
-from importer.listings import pages_for
-from importer.models import ImportJob, JobState, Role, Team
 from sandbox.run import Sandbox
 from sandbox.signing import Account
-from tests.conftest import wait_until
-from tests.factories import make_team, make_user
-from tests.openapi_spec import validate_request, validate_response
+from tests.support.factories import make_team, make_user
+from tests.support.openapi_spec import validate_request, validate_response
+from tests.support.workers import wait_until
 
 GIB = 1024**3
 BUCKET = "team-exports"
@@ -95,10 +103,10 @@ def account_snapshots(sandbox: Sandbox, account_id: str) -> list[dict[str, Any]]
 
 def run_export(export: ExportTask, *, seconds: float = 20) -> ExportTask:
     """Submits the export and polls until it ends, as the worker and beat would."""
-    export_services.export_submit(export_id=str(export.pk))
+    export_submit(export_id=str(export.pk))
 
     def ended() -> bool:
-        export_services.exports_poll()
+        exports_poll()
         export.refresh_from_db()
         return export.is_terminal
 
@@ -107,10 +115,10 @@ def run_export(export: ExportTask, *, seconds: float = 20) -> ExportTask:
 
 
 def run_import(job: ImportJob, *, seconds: float = 30) -> ImportJob:
-    services.import_submit(job_id=str(job.pk))
+    imports_services.import_submit(job_id=str(job.pk))
 
     def ended() -> bool:
-        services.imports_poll()
+        polling.imports_poll()
         job.refresh_from_db()
         return job.is_terminal
 
@@ -121,7 +129,7 @@ def run_import(job: ImportJob, *, seconds: float = 30) -> ImportJob:
 def new_export(team: Team, user: Any, snapshot_id: str, **fields: Any) -> ExportTask:
     values = {"bucket": BUCKET, "prefix": "backups/", "disk_image_format": "qcow2"}
     values.update(fields)
-    return export_services.export_create(team=team, user=user, snapshot_id=snapshot_id, **values)
+    return export_create(team=team, user=user, snapshot_id=snapshot_id, **values)
 
 
 def everything_in_the_database() -> str:
@@ -152,15 +160,13 @@ def test_it_exports_then_imports_the_shared_url_in_another_team_to_one_completed
     assert export.snapshot_size == 10 * GIB
     assert export.object_size and export.object_size > 0
 
-    share, url = export_services.share_create(export=export, user=user, seconds=3600)
+    share, url = share_create(export=export, user=user, seconds=3600)
     signature = url.split("X-Amz-Signature=")[1].split("&")[0]
     assert "X-Amz-Signature" not in share.url_redacted and signature not in share.url_redacted
     assert signature not in everything_in_the_database()
 
-    parsed = presigned.parse_presigned_url(
-        url, policy=export_services.url_policy(), now=share.created_at
-    )
-    job = services.import_create(
+    parsed = parse_presigned_url(url, policy=url_policy(), now=share.created_at)
+    job = imports_services.import_create(
         team=receiver,
         user=make_user("receiver-op", team=receiver),
         name="copied",
@@ -196,7 +202,7 @@ def test_it_cancels_a_running_export_and_nothing_reaches_the_bucket(
     source = source_team(sandbox)
     user = make_user("exporter", team=source)
     export = new_export(source, user, completed_snapshot(sandbox), prefix="cancelled/")
-    export_services.export_submit(export_id=str(export.pk))
+    export_submit(export_id=str(export.pk))
     export.refresh_from_db()
     assert export.state == ExportState.IN_PROGRESS and export.task_id
 
@@ -212,7 +218,7 @@ def test_it_cancels_a_running_export_and_nothing_reaches_the_bucket(
     assert task["State"] == "cancelled" and task["ObjectKey"] == ""
     listed = sandbox.store.client().list_objects_v2(Bucket=BUCKET, Prefix="cancelled/")
     assert listed.get("KeyCount", 0) == 0
-    export_services.exports_poll()
+    exports_poll()
     export.refresh_from_db()
     assert export.state == ExportState.CANCELLED
 
@@ -227,7 +233,7 @@ def test_it_adopts_the_task_an_earlier_attempt_created_instead_of_exporting_twic
     snapshot_id = completed_snapshot(sandbox)
     export = new_export(source, user, snapshot_id)
     # An earlier attempt reached the API, then its worker died before saving the answer.
-    created = services.api_client(source).create_snapshot_export_task(
+    created = accounts.api_client(source).create_snapshot_export_task(
         snapshot_id=snapshot_id, bucket=BUCKET, disk_image_format="qcow2", prefix="backups/"
     )
     ExportTask.objects.filter(pk=export.pk).update(attempts=1)
@@ -299,10 +305,10 @@ def test_it_shares_only_completed_exports(api_on_sandbox: Sandbox) -> None:
     source = source_team(api_on_sandbox)
     user = make_user("sharer", team=source)
     export = new_export(source, user, "snap-12345678")
-    with pytest.raises(export_services.ExportNotShareable):
-        export_services.share_create(export=export, user=user, seconds=60)
+    with pytest.raises(ExportNotShareable):
+        share_create(export=export, user=user, seconds=60)
     with pytest.raises(ValueError, match="7 days"):
-        export_services.presign_object(source, bucket=BUCKET, key="k", seconds=8 * 24 * 3600)
+        presign_object(source, bucket=BUCKET, key="k", seconds=8 * 24 * 3600)
 
 
 # --- Copy -----------------------------------------------------------------------------------
@@ -316,7 +322,7 @@ def test_it_copies_to_another_team_in_one_chain_even_when_a_step_dies_midway(
     source, receiver = source_team(sandbox), other_team(sandbox)
     user = make_user("copier", team=source)
     snapshot_id = completed_snapshot(sandbox)
-    chain = export_services.copy_create(
+    chain = copy_create(
         source_team=source,
         target_team=receiver,
         user=user,
@@ -335,19 +341,19 @@ def test_it_copies_to_another_team_in_one_chain_even_when_a_step_dies_midway(
 
     monkeypatch.setattr(CopyChain, "mark_importing", die)
     with pytest.raises(SystemExit):
-        export_services.copies_advance()
+        copies_advance()
     assert not ImportJob.objects.exists() and not SharedUrl.objects.exists()
     monkeypatch.undo()
 
-    assert export_services.copies_advance() == 1
-    assert export_services.copies_advance() == 0  # the step is not taken twice
+    assert copies_advance() == 1
+    assert copies_advance() == 0  # the step is not taken twice
     chain.refresh_from_db()
     assert chain.state == CopyState.IMPORTING and chain.share is not None
     job = chain.import_job
     assert job is not None and job.team == receiver
     assert job.snapshot_size == chain.export.snapshot_size == 10 * GIB
     run_import(job)
-    export_services.copies_advance()
+    copies_advance()
     chain.refresh_from_db()
     assert chain.state == CopyState.COMPLETED
     assert [s["State"] for s in account_snapshots(sandbox, OTHER.account_id)] == ["completed"]
@@ -367,7 +373,7 @@ def test_it_gives_each_copy_a_random_import_id_fixed_when_the_chain_is_made(
     user = make_user("copier", team=source)
     snapshot_id = completed_snapshot(sandbox)
     chains = [
-        export_services.copy_create(
+        copy_create(
             source_team=source,
             target_team=receiver,
             user=user,
@@ -390,7 +396,7 @@ def test_it_gives_each_copy_a_random_import_id_fixed_when_the_chain_is_made(
     for chain in chains:
         run_export(chain.export)
 
-    assert export_services.copies_advance() == 2
+    assert copies_advance() == 2
 
     for chain, import_id in zip(chains, planned, strict=True):
         chain.refresh_from_db()
@@ -401,7 +407,7 @@ def test_it_fails_the_chain_when_its_export_fails(api_on_sandbox: Sandbox) -> No
     sandbox = api_on_sandbox
     source, receiver = source_team(sandbox), other_team(sandbox)
     user = make_user("copier", team=source)
-    chain = export_services.copy_create(
+    chain = copy_create(
         source_team=source,
         target_team=receiver,
         user=user,
@@ -413,7 +419,7 @@ def test_it_fails_the_chain_when_its_export_fails(api_on_sandbox: Sandbox) -> No
         disk_image_format="qcow2",
     )
     run_export(chain.export)
-    export_services.copies_advance()
+    copies_advance()
     chain.refresh_from_db()
     assert chain.state == CopyState.ERROR and "missing-bucket" in chain.error_details
     assert not ImportJob.objects.exists()
@@ -505,7 +511,7 @@ def test_it_polls_exports_with_204_then_the_changed_summary_then_286(client: Cli
     user = make_user("op")
     client.force_login(user)
     export = new_export(user.memberships.first().team, user, "snap-0000abcd")
-    from importer.export_views import version
+    from importer.transfers.views import version
 
     query = f"/exports/poll?e={export.pk}.{version(export)}"
     assert client.get(query).status_code == 204
@@ -548,7 +554,7 @@ def fake_api(settings: Any) -> Iterator[responses.RequestsMock]:
 def exporting(team_name: str, task_id: str) -> ExportTask:
     team = make_team(team_name)
     user = make_user(f"user-of-{team_name}", team=team)
-    long_ago = timezone.now() - services.VANISHED_GRACE - timedelta(minutes=1)
+    long_ago = timezone.now() - polling.VANISHED_GRACE - timedelta(minutes=1)
     return ExportTask.objects.create(
         team=team,
         requested_by=user,
@@ -576,25 +582,25 @@ def test_it_polls_the_other_teams_exports_when_one_teams_poll_fails(
 ) -> None:
     broken = exporting("broken", "snap-export-0000000b")
     fine = exporting("fine", "snap-export-0000000f")
-    real_client = services.api_client
+    real_client = accounts.api_client
 
     def client_of(team: Team) -> Any:
         if team.name == "broken":
             raise RuntimeError("an unexpected fault in this team's poll")
         return real_client(team)
 
-    monkeypatch.setattr(services, "api_client", client_of)
+    monkeypatch.setattr(accounts, "api_client", client_of)
     fake_api.post(
         f"{FAKE_API}/ReadSnapshotExportTasks",
         json=tasks_answer([{"TaskId": "snap-export-0000000f", "State": "active", "Progress": 40}]),
     )
-    summary = export_services.exports_poll()
+    summary = exports_poll()
     assert summary.failed_teams == 1 and summary.changed == 1
     fine.refresh_from_db()
     broken.refresh_from_db()
     assert fine.progress == 40 and fine.api_state == "active"
     assert broken.state == ExportState.IN_PROGRESS
-    assert broken.events.last().message == services.POLL_FAILED_UNEXPECTEDLY
+    assert broken.events.last().message == polling.POLL_FAILED_UNEXPECTEDLY
 
 
 def test_it_cuts_an_exports_api_strings_to_their_fields(fake_api: responses.RequestsMock) -> None:
@@ -613,7 +619,7 @@ def test_it_cuts_an_exports_api_strings_to_their_fields(fake_api: responses.Requ
             ]
         ),
     )
-    assert export_services.exports_poll().changed == 1
+    assert exports_poll().changed == 1
     export.refresh_from_db()
     assert export.api_state == state[:40] and export.comment == comment[:2000]
     assert export.progress == 70 and len(export.events.last().message) == 2500
@@ -629,7 +635,7 @@ def test_it_reads_a_bounded_number_of_export_pages(fake_api: responses.RequestsM
         return 200, {}, json.dumps(tasks_answer([], token))
 
     fake_api.add_callback(responses.POST, f"{FAKE_API}/ReadSnapshotExportTasks", callback=endless)
-    export_services.exports_poll()
+    exports_poll()
     assert len(calls) == pages_for([export.task_id])
     export.refresh_from_db()
     assert export.state == ExportState.IN_PROGRESS  # not taken for vanished
@@ -666,7 +672,7 @@ def test_it_moves_the_other_copies_on_when_one_fails(monkeypatch: pytest.MonkeyP
         return real_mark_failed(chain, **fields)
 
     monkeypatch.setattr(CopyChain, "mark_failed", mark_failed)
-    assert export_services.copies_advance() == 1
+    assert copies_advance() == 1
     broken, fine = (CopyChain.objects.get(pk=chain.pk) for chain in chains)
     assert fine.state == CopyState.ERROR and "the bucket refused it" in fine.error_details
     assert broken.state == CopyState.EXPORTING  # tried again on the next poll

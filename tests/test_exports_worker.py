@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from importer import export_services
-from importer.exports import CopyChain, CopyState, ExportState, SharedUrl
-from importer.models import ImportJob
+from importer.imports.models import ImportJob
+from importer.transfers.copies import copy_create
+from importer.transfers.models import CopyChain, CopyState, ExportState, SharedUrl
 from sandbox.run import Sandbox
-from tests.conftest import sandbox_env, start_worker, wait_until
-from tests.factories import make_user
+from tests.support.factories import make_user
+from tests.support.workers import sandbox_env, start_worker, wait_until
 from tests.test_exports import (
     BUCKET,
     OTHER,
@@ -38,7 +38,7 @@ def test_it_finishes_a_copy_whose_workers_are_killed_between_steps_without_repea
 
     first = start_worker(tmp_path / "first.log", with_beat=True, solo=True, **env)
     try:
-        chain = export_services.copy_create(
+        chain = copy_create(
             source_team=source,
             target_team=receiver,
             user=user,

@@ -13,10 +13,11 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 from django.utils import timezone
 
-from importer.models import Role, WorkerHeartbeat
-from importer.tasks import record_worker_heartbeat
-from tests.conftest import ROOT, wait_until
-from tests.factories import make_user
+from importer.jobs.models import WorkerHeartbeat
+from importer.jobs.tasks import record_worker_heartbeat
+from importer.teams.models import Role
+from tests.support.factories import make_user
+from tests.support.workers import ROOT, start_process, wait_until
 
 SETTINGS_FILE = ROOT / "snapshots_portal" / "settings.py"
 PRODUCTION_ENV = {
@@ -257,35 +258,21 @@ def test_it_runs_a_task_with_the_embedded_broker_and_nothing_but_python(tmp_path
     env["PORTAL_VAR_DIR"] = str(tmp_path)
     run = [sys.executable, "manage.py"]
     subprocess.run([*run, "migrate", "-v", "0"], cwd=ROOT, env=env, check=True, timeout=120)  # noqa: S603
-    send = "from importer.tasks import record_worker_heartbeat; record_worker_heartbeat.delay()"
+    send = (
+        "from importer.jobs.tasks import record_worker_heartbeat; record_worker_heartbeat.delay()"
+    )
     subprocess.run(  # noqa: S603
         [*run, "shell", "-c", send], cwd=ROOT, env=env, check=True, timeout=60
     )
-    worker = subprocess.Popen(  # noqa: S603
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "snapshots_portal",
-            "worker",
-            "--pool",
-            "solo",
-            "--loglevel",
-            "WARNING",
-            "--without-gossip",
-            "--without-mingle",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
+    celery = [sys.executable, "-m", "celery", "-A", "snapshots_portal", "worker", "--pool", "solo"]
+    celery += ["--loglevel", "WARNING", "--without-gossip", "--without-mingle"]
+    worker = start_process(celery, env=env, log_path=tmp_path / "worker.log")
 
     def heartbeats() -> int:
         with sqlite3.connect(tmp_path / "portal.sqlite3", timeout=10) as db:
             return int(db.execute("SELECT COUNT(*) FROM importer_workerheartbeat").fetchone()[0])
 
     try:
-        assert wait_until(heartbeats, seconds=60, interval=0.3) == 1
+        assert wait_until(heartbeats, seconds=60, interval=0.3) == 1, worker.log()
     finally:
-        worker.terminate()
-        worker.wait(timeout=20)
+        worker.stop()

@@ -9,9 +9,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from importer import audit
-from importer.models import ImportJob, JobState, Role
-from tests.factories import make_team, make_user
+from importer.audit.chain import record
+from importer.audit.models import AuditAction, AuditEvent
+from importer.imports.models import ImportJob, JobState
+from importer.teams.models import Role
+from tests.support.factories import make_team, make_user
 
 pytestmark = pytest.mark.django_db
 GIB = 1024**3
@@ -90,7 +92,7 @@ def test_it_streams_the_csv_export_row_by_row_with_the_same_filters(
     assert response.streaming and response["Content-Type"].startswith("text/csv")
     assert len(rows) == 1000 and {row["state"] for row in rows} == {"error"}
     assert rows[0]["submitted_by"] == "team-admin" and rows[0]["duration_seconds"] == "90"
-    assert audit.AuditEvent.objects.filter(action=audit.AuditAction.CSV_EXPORT).count() == 1
+    assert AuditEvent.objects.filter(action=AuditAction.CSV_EXPORT).count() == 1
 
 
 def test_it_neutralises_spreadsheet_formulas_in_the_csv(client, admin) -> None:
@@ -103,15 +105,13 @@ def test_it_neutralises_spreadsheet_formulas_in_the_csv(client, admin) -> None:
 def test_it_shows_and_exports_the_teams_audit_log(client, admin) -> None:
     team = admin.memberships.first().team
     for index in range(60):
-        audit.record(
-            action=audit.AuditAction.JOB_STATE,
+        record(
+            action=AuditAction.JOB_STATE,
             team=team,
             target=f"job-{index}",
             details={"state": "completed"},
         )
-    audit.record(
-        action=audit.AuditAction.JOB_STATE, team=make_team("elsewhere"), target="other-teams-job"
-    )
+    record(action=AuditAction.JOB_STATE, team=make_team("elsewhere"), target="other-teams-job")
     page = client.get("/audit/").content.decode()
     assert "job-59" in page and "other-teams-job" not in page
     assert "job-5" in client.get("/audit/?q=job-5&action=job_state").content.decode()

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from importer import presigned
-from importer.forms import MAX_SNAPSHOT_SIZE, ImportSnapshotForm
-from tests.factories import oos_presigned_url
+from importer.imports.forms import MAX_SNAPSHOT_SIZE, ImportSnapshotForm
+from importer.presigned import fetch, sniff, urls
+from tests.support.factories import oos_presigned_url
 
 GIB = 1024**3
 
@@ -17,10 +17,10 @@ GIB = 1024**3
 def no_network_inspection(monkeypatch: pytest.MonkeyPatch) -> None:
     """The OOS hosts are out of reach here; inspection has its own tests over real HTTP."""
 
-    def not_inspected(url: presigned.PresignedUrl, **_: object) -> presigned.Inspection:
-        return presigned.Inspection(info=None, warning="not inspected in this test")
+    def not_inspected(url: urls.PresignedUrl, **_: object) -> fetch.Inspection:
+        return fetch.Inspection(info=None, warning="not inspected in this test")
 
-    monkeypatch.setattr(presigned, "inspect_presigned_url", not_inspected)
+    monkeypatch.setattr(fetch, "inspect_presigned_url", not_inspected)
 
 
 def form_data(**overrides: str) -> dict[str, str]:
@@ -123,12 +123,12 @@ def test_it_admits_loopback_http_urls_only_when_told_to_and_listed_exactly(setti
 
 
 def test_it_requires_at_least_the_detected_uncompressed_size(monkeypatch) -> None:
-    info = presigned.ImageInfo("gzip", "qcow2", 10 * GIB, 300_000, 10 * GIB, "qcow2 inside gzip")
+    info = sniff.ImageInfo("gzip", "qcow2", 10 * GIB, 300_000, 10 * GIB, "qcow2 inside gzip")
 
-    def inspected(url: presigned.PresignedUrl, **_: object) -> presigned.Inspection:
-        return presigned.Inspection(info=info, warning=None)
+    def inspected(url: urls.PresignedUrl, **_: object) -> fetch.Inspection:
+        return fetch.Inspection(info=info, warning=None)
 
-    monkeypatch.setattr(presigned, "inspect_presigned_url", inspected)
+    monkeypatch.setattr(fetch, "inspect_presigned_url", inspected)
     errors = errors_of(snapshot_size=str(5 * GIB))
     assert str(10 * GIB) in errors["snapshot_size"][0]
     assert ImportSnapshotForm(form_data(snapshot_size=str(10 * GIB))).is_valid()

@@ -11,15 +11,18 @@ import pytest
 import responses
 from django.utils import timezone
 
-from importer import services
-from importer.crypto import encrypt_text
-from importer.forms import url_policy
-from importer.listings import pages_for
-from importer.models import ImportJob, JobState, TagState
-from importer.presigned import parse_presigned_url
+from importer.core.crypto import encrypt_text
+from importer.imports import polling
+from importer.imports import services as imports_services
+from importer.imports.models import ImportJob, JobState, TagState
+from importer.jobs import retry
+from importer.outscale import accounts
+from importer.outscale.paginator import pages_for
+from importer.presigned.policy import url_policy
+from importer.presigned.urls import parse_presigned_url
 from sandbox.run import Sandbox
-from tests.conftest import wait_until
-from tests.factories import make_job, make_team, make_user
+from tests.support.factories import make_job, make_team, make_user
+from tests.support.workers import wait_until
 
 GIB = 1024**3
 pytestmark = pytest.mark.django_db
@@ -31,7 +34,7 @@ def submit(
     raw = presign.pop("raw", None) or sandbox.presign(**presign)
     url = parse_presigned_url(raw, policy=url_policy(), now=timezone.now())
     user = make_user() if not ImportJob.objects.exists() else ImportJob.objects.first().submitted_by
-    return services.import_create(
+    return imports_services.import_create(
         team=user.memberships.first().team,
         user=user,
         name="été backup",
@@ -47,15 +50,15 @@ def snapshots_in(sandbox: Sandbox) -> list[dict]:
 
 
 def run_submit(job: ImportJob) -> ImportJob:
-    with contextlib.suppress(services.TransientSubmitError):
-        services.import_submit(job_id=str(job.pk))
+    with contextlib.suppress(retry.TransientSubmitError):
+        imports_services.import_submit(job_id=str(job.pk))
     job.refresh_from_db()
     return job
 
 
 def poll_until_final(job: ImportJob) -> ImportJob:
     def final() -> bool:
-        services.imports_poll()
+        polling.imports_poll()
         job.refresh_from_db()
         return job.is_terminal
 
@@ -72,7 +75,7 @@ def test_it_imports_from_submit_to_completed_with_progress_rising(api_on_sandbox
     seen: list[int] = []
 
     def finished() -> bool:
-        services.imports_poll()
+        polling.imports_poll()
         job.refresh_from_db()
         seen.append(job.progress)
         return job.is_terminal
@@ -89,7 +92,7 @@ def test_it_imports_from_submit_to_completed_with_progress_rising(api_on_sandbox
 
 def test_it_tags_the_snapshot_with_its_name(api_on_sandbox) -> None:
     job = run_submit(submit(api_on_sandbox))
-    services.snapshot_tag(job_id=str(job.pk), final_attempt=False)
+    imports_services.snapshot_tag(job_id=str(job.pk), final_attempt=False)
     job.refresh_from_db()
     assert job.tag_state == TagState.DONE
     tags = snapshots_in(api_on_sandbox)[0]["Tags"]
@@ -99,9 +102,9 @@ def test_it_tags_the_snapshot_with_its_name(api_on_sandbox) -> None:
 def test_it_shows_a_tag_failure_without_failing_the_import(api_on_sandbox) -> None:
     job = run_submit(submit(api_on_sandbox))
     api_on_sandbox.inject_fault("CreateTags", "error", status=500, count=None)
-    with pytest.raises(services.TransientTagError):
-        services.snapshot_tag(job_id=str(job.pk), final_attempt=False)
-    services.snapshot_tag(job_id=str(job.pk), final_attempt=True)
+    with pytest.raises(imports_services.TransientTagError):
+        imports_services.snapshot_tag(job_id=str(job.pk), final_attempt=False)
+    imports_services.snapshot_tag(job_id=str(job.pk), final_attempt=True)
     job.refresh_from_db()
     assert job.tag_state == TagState.FAILED and "InternalError" in job.tag_error
     assert job.state == JobState.IN_PROGRESS
@@ -137,11 +140,11 @@ def test_it_adopts_the_snapshot_a_lost_answer_created(api_on_sandbox) -> None:
 def test_it_gives_up_after_a_bounded_number_of_transient_errors(api_on_sandbox) -> None:
     api_on_sandbox.inject_fault("CreateSnapshot", "error", status=503, count=None)
     job = submit(api_on_sandbox)
-    for _ in range(services.MAX_SUBMIT_ATTEMPTS + 3):
+    for _ in range(imports_services.MAX_SUBMIT_ATTEMPTS + 3):
         job = run_submit(job)
-    assert job.state == JobState.ERROR and job.attempts == services.MAX_SUBMIT_ATTEMPTS
+    assert job.state == JobState.ERROR and job.attempts == imports_services.MAX_SUBMIT_ATTEMPTS
     assert "Gave up after 8 attempts" in job.error_details
-    assert api_on_sandbox.state()["calls"]["CreateSnapshot"] == services.MAX_SUBMIT_ATTEMPTS
+    assert api_on_sandbox.state()["calls"]["CreateSnapshot"] == imports_services.MAX_SUBMIT_ATTEMPTS
 
 
 def test_it_ends_a_job_on_a_permanent_error_without_retrying(
@@ -183,10 +186,10 @@ def test_it_checks_permissions_only_on_a_dry_run(api_on_sandbox) -> None:
 def test_it_marks_a_vanished_snapshot(api_on_sandbox) -> None:
     job = run_submit(submit(api_on_sandbox))
     api_on_sandbox.call("DeleteSnapshot", {"SnapshotId": job.snapshot_id}).raise_for_status()
-    services.imports_poll()
+    polling.imports_poll()
     job.refresh_from_db()
     assert job.state == JobState.IN_PROGRESS  # within the grace period: may be eventual consistency
-    services.imports_poll(now=timezone.now() + services.VANISHED_GRACE + timedelta(seconds=5))
+    polling.imports_poll(now=timezone.now() + polling.VANISHED_GRACE + timedelta(seconds=5))
     job.refresh_from_db()
     assert job.state == JobState.ERROR and job.error_type == "SnapshotVanished"
 
@@ -196,7 +199,7 @@ def test_it_keeps_following_a_slow_import_when_a_poll_fails(api_on_sandbox) -> N
     job = run_submit(submit(api_on_sandbox))
     api_on_sandbox.inject_fault("ReadSnapshots", "error", status=503, count=3)
     for _ in range(3):
-        assert services.imports_poll().changed == 0
+        assert polling.imports_poll().changed == 0
     job.refresh_from_db()
     assert job.state == JobState.IN_PROGRESS
     api_on_sandbox.set_speed()
@@ -207,7 +210,7 @@ def test_it_polls_every_in_flight_job_in_as_few_calls_as_the_api_allows(api_on_s
     api_on_sandbox.set_speed(bytes_per_second=1_000)
     jobs = [run_submit(submit(api_on_sandbox)) for _ in range(5)]
     before = api_on_sandbox.state()["calls"].get("ReadSnapshots", 0)
-    summary = services.imports_poll()
+    summary = polling.imports_poll()
     assert summary.followed == len(jobs) and summary.api_calls == 1
     assert api_on_sandbox.state()["calls"]["ReadSnapshots"] == before + 1
 
@@ -215,13 +218,15 @@ def test_it_polls_every_in_flight_job_in_as_few_calls_as_the_api_allows(api_on_s
 def test_it_sweeps_jobs_the_broker_lost_or_a_dead_worker_held(api_on_sandbox, monkeypatch) -> None:
     sent: list[str] = []
     monkeypatch.setattr(
-        services, "import_enqueue", lambda *, job_id, countdown=0: sent.append(str(job_id)) or True
+        imports_services,
+        "import_enqueue",
+        lambda *, job_id, countdown=0: sent.append(str(job_id)) or True,
     )
     lost = submit(api_on_sandbox)
     held = submit(api_on_sandbox)
     assert held.claim_for_submission()
-    later = timezone.now() + services.STUCK_SUBMITTING_AFTER + timedelta(seconds=1)
-    summary = services.imports_sweep(now=later)
+    later = timezone.now() + imports_services.STUCK_SUBMITTING_AFTER + timedelta(seconds=1)
+    summary = imports_services.imports_sweep(now=later)
     assert summary.requeued_stuck == 1 and summary.resent_queued == 1
     assert sorted(sent) == sorted([str(lost.pk), str(held.pk)])
     held.refresh_from_db()
@@ -250,7 +255,7 @@ def api_answer(snapshots: list[dict], token: str | None = None) -> dict:
 def in_flight(team_name: str, snapshot_id: str, **team_fields) -> ImportJob:
     team = make_team(team_name, **team_fields)
     user = make_user(f"user-of-{team_name}", team=team)
-    long_ago = timezone.now() - services.VANISHED_GRACE - timedelta(minutes=1)
+    long_ago = timezone.now() - polling.VANISHED_GRACE - timedelta(minutes=1)
     return make_job(
         user,
         state=JobState.IN_PROGRESS,
@@ -264,27 +269,27 @@ def in_flight(team_name: str, snapshot_id: str, **team_fields) -> ImportJob:
 def test_it_polls_the_other_teams_when_one_teams_poll_fails(fake_api, monkeypatch) -> None:
     broken = in_flight("broken", "snap-0000000b")
     fine = in_flight("fine", "snap-0000000f")
-    real_client = services.api_client
+    real_client = accounts.api_client
 
     def client_of(team):
         if team.name == "broken":
             raise RuntimeError("an unexpected fault in this team's poll")
         return real_client(team)
 
-    monkeypatch.setattr(services, "api_client", client_of)
+    monkeypatch.setattr(accounts, "api_client", client_of)
     fake_api.post(
         f"{FAKE_API}/ReadSnapshots",
         json=api_answer([{"SnapshotId": "snap-0000000f", "State": "completed", "Progress": 100}]),
     )
-    summary = services.imports_poll()
+    summary = polling.imports_poll()
     assert summary.failed_teams == 1 and summary.finished == 1
     fine.refresh_from_db()
     broken.refresh_from_db()
     assert fine.state == JobState.COMPLETED
     assert broken.state == JobState.IN_PROGRESS
-    assert broken.events.last().message == services.POLL_FAILED_UNEXPECTEDLY
-    services.imports_poll()  # the same problem again is not noted twice
-    assert broken.events.filter(message=services.POLL_FAILED_UNEXPECTEDLY).count() == 1
+    assert broken.events.last().message == polling.POLL_FAILED_UNEXPECTEDLY
+    polling.imports_poll()  # the same problem again is not noted twice
+    assert broken.events.filter(message=polling.POLL_FAILED_UNEXPECTEDLY).count() == 1
 
 
 def test_it_notes_on_the_jobs_a_team_without_credentials(fake_api) -> None:
@@ -294,7 +299,7 @@ def test_it_notes_on_the_jobs_a_team_without_credentials(fake_api) -> None:
         f"{FAKE_API}/ReadSnapshots",
         json=api_answer([{"SnapshotId": "snap-0000000f", "State": "completed", "Progress": 100}]),
     )
-    assert services.imports_poll().failed_teams == 1
+    assert polling.imports_poll().failed_teams == 1
     fine.refresh_from_db()
     assert fine.state == JobState.COMPLETED
     note = lost.events.last().message
@@ -308,7 +313,7 @@ def test_it_cuts_the_apis_strings_to_their_fields_before_storing_them(fake_api) 
         f"{FAKE_API}/ReadSnapshots",
         json=api_answer([{"SnapshotId": "snap-0000000a", "State": state, "Progress": 55}]),
     )
-    assert services.imports_poll().changed == 1
+    assert polling.imports_poll().changed == 1
     job.refresh_from_db()
     assert job.api_state == state[:40] and job.progress == 55
     assert job.events.last().message.startswith("API state: importing-xxx")
@@ -346,7 +351,7 @@ def test_it_reads_a_bounded_number_of_pages_and_fails_no_job_on_a_truncated_list
         return 200, {}, json.dumps(api_answer([], token))
 
     fake_api.add_callback(responses.POST, f"{FAKE_API}/ReadSnapshots", callback=endless)
-    summary = services.imports_poll()
+    summary = polling.imports_poll()
     assert summary.truncated_teams == 1
     assert len(calls) == summary.api_calls == pages_for([job.snapshot_id])
     job.refresh_from_db()

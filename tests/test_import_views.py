@@ -6,10 +6,10 @@ import pytest
 from django.db import connection
 from kombu.exceptions import OperationalError
 
-from importer import presigned
-from importer.models import ImportJob, JobState
-from importer.tasks import submit_import
-from tests.factories import make_job, make_user, oos_presigned_url
+from importer.imports.models import ImportJob, JobState
+from importer.presigned import fetch, urls
+from snapshots_portal.celery import app as celery_app
+from tests.support.factories import make_job, make_user, oos_presigned_url
 
 GIB = 1024**3
 pytestmark = pytest.mark.django_db
@@ -17,10 +17,10 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture(autouse=True)
 def no_network_inspection(monkeypatch: pytest.MonkeyPatch) -> None:
-    def not_inspected(url: presigned.PresignedUrl, **_: object) -> presigned.Inspection:
-        return presigned.Inspection(info=None, warning="not inspected in this test")
+    def not_inspected(url: urls.PresignedUrl, **_: object) -> fetch.Inspection:
+        return fetch.Inspection(info=None, warning="not inspected in this test")
 
-    monkeypatch.setattr(presigned, "inspect_presigned_url", not_inspected)
+    monkeypatch.setattr(fetch, "inspect_presigned_url", not_inspected)
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def operator_client(client):
 @pytest.fixture
 def sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
     calls: list[tuple] = []
-    monkeypatch.setattr(submit_import, "apply_async", lambda args, **kw: calls.append(args))
+    monkeypatch.setattr(celery_app, "send_task", lambda name, args, **kw: calls.append(args))
     return calls
 
 
@@ -84,7 +84,7 @@ def test_it_tells_the_user_the_job_is_queued_when_the_broker_is_down(
     def broker_down(*args, **kwargs):
         raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
-    monkeypatch.setattr(submit_import, "apply_async", broker_down)
+    monkeypatch.setattr(celery_app, "send_task", broker_down)
     with django_capture_on_commit_callbacks(execute=True):
         response = post_import(operator_client)
     job = ImportJob.objects.get()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import os
 import socket
-import subprocess
 import time
 from contextlib import contextmanager
 from datetime import timedelta
@@ -16,12 +15,13 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from importer import services
-from importer.models import TERMINAL_STATES as TERMINAL
-from importer.models import ImportJob, JobState, TagState
-from importer.tasks import submit_import
-from tests.conftest import sandbox_env, start_worker, wait_until
-from tests.factories import make_user
+from importer.imports import services
+from importer.imports import services as imports_services
+from importer.imports.models import TERMINAL_STATES as TERMINAL
+from importer.imports.models import ImportJob, JobState, TagState
+from importer.imports.tasks import submit_import
+from tests.support.factories import make_user
+from tests.support.workers import sandbox_env, start_process, start_worker, wait_until
 
 GIB = 1024**3
 ACCEPTED = [JobState.IN_PROGRESS, JobState.COMPLETED]
@@ -159,8 +159,8 @@ def test_it_loses_nothing_and_duplicates_nothing_when_a_worker_is_killed(
         tmp_path / "survivor.log", with_beat=False, **sandbox_env(api_on_sandbox)
     )
     try:
-        summary = services.imports_sweep(
-            now=timezone.now() + services.STUCK_SUBMITTING_AFTER + timedelta(seconds=1)
+        summary = imports_services.imports_sweep(
+            now=timezone.now() + imports_services.STUCK_SUBMITTING_AFTER + timedelta(seconds=1)
         )
         assert summary.requeued_stuck == 1
         # The session worker's beat may already have polled it to completed.
@@ -214,19 +214,9 @@ def test_it_keeps_a_job_submitted_while_the_broker_is_down_and_sends_it_later(
         assert "stays queued for the sweeper" in caplog.text
         assert "Queued" in client.get(f"/imports/{job.pk}").content.decode()
 
-        broker = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
+        broker = start_process(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1"]
+            + ["--save", "", "--appendonly", "no"]
         )
         worker = None
         try:
@@ -237,8 +227,8 @@ def test_it_keeps_a_job_submitted_while_the_broker_is_down_and_sends_it_later(
                 CELERY_BROKER_URL=broker_url,
                 **sandbox_env(api_on_sandbox),
             )
-            later = timezone.now() + services.LOST_IN_QUEUE_AFTER + timedelta(seconds=1)
-            assert services.imports_sweep(now=later).resent_queued == 1
+            later = timezone.now() + imports_services.LOST_IN_QUEUE_AFTER + timedelta(seconds=1)
+            assert imports_services.imports_sweep(now=later).resent_queued == 1
             wait_until(
                 lambda: ImportJob.objects.filter(
                     pk=job.pk, state__in=[JobState.IN_PROGRESS, JobState.COMPLETED]
@@ -248,6 +238,5 @@ def test_it_keeps_a_job_submitted_while_the_broker_is_down_and_sends_it_later(
         finally:
             if worker:
                 worker.stop()
-            broker.terminate()
-            broker.wait(timeout=10)
+            broker.stop()
     assert len(api_on_sandbox.state()["snapshots"][api_on_sandbox.account.account_id]) == 1

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from sandbox.store import DEMO_VIRTUAL_SIZE
-from tests.factories import make_user
+from tests.support.factories import make_user
 
 pytestmark = pytest.mark.django_db
 

@@ -15,12 +15,23 @@ from typing import Any
 import pytest
 import requests
 
-from importer import net
+from importer.core.net.addresses import check_destination, checked_address
+from importer.core.net.guard import (
+    DestinationRefused,
+    ForbiddenAddress,
+    GuardRefusal,
+    Policy,
+    Resolver,
+    UnresolvableHost,
+    check_url,
+    redact_destination,
+)
+from importer.core.net.session import guarded_session
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def policy(**overrides: Any) -> net.Policy:
+def policy(**overrides: Any) -> Policy:
     values: dict[str, Any] = {
         "purpose": "object store",
         "example": "https://oos.eu-west-2.outscale.com",
@@ -31,12 +42,12 @@ def policy(**overrides: Any) -> net.Policy:
         "total_timeout": 3.0,
     }
     values.update(overrides)
-    return net.Policy(**values)
+    return Policy(**values)
 
 
-def refusal(url: str, rules: net.Policy) -> str:
-    with pytest.raises(net.DestinationRefused) as caught:
-        net.check_url(url, rules)
+def refusal(url: str, rules: Policy) -> str:
+    with pytest.raises(DestinationRefused) as caught:
+        check_url(url, rules)
     return str(caught.value)
 
 
@@ -52,7 +63,7 @@ def refusal(url: str, rules: net.Policy) -> str:
     ],
 )
 def test_it_admits_the_purposes_own_hosts(url: str) -> None:
-    assert net.check_url(url, policy()).host.endswith("oos.eu-west-2.outscale.com")
+    assert check_url(url, policy()).host.endswith("oos.eu-west-2.outscale.com")
 
 
 @pytest.mark.parametrize(
@@ -81,7 +92,7 @@ def test_it_refuses_with_a_message_that_says_why(url: str, expected: str) -> Non
 def test_it_lets_any_public_host_name_be_a_webhook_but_no_bare_address() -> None:
     webhooks = policy(purpose="webhook", hosts=frozenset(), any_public_host=True)
 
-    assert net.check_url("https://hooks.example.com/x", webhooks).host == "hooks.example.com"
+    assert check_url("https://hooks.example.com/x", webhooks).host == "hooks.example.com"
     for url in ("https://127.0.0.1/", "https://[::1]/", "https://169.254.169.254/latest"):
         assert "is not accepted for a webhook" in refusal(url, webhooks)
     assert "Plain http://" in refusal("http://hooks.example.com/x", webhooks)
@@ -102,9 +113,9 @@ def test_it_lets_any_public_host_name_be_a_webhook_but_no_bare_address() -> None
 def test_it_relaxes_only_the_scheme_and_only_for_the_exact_listed_host_and_port(url: str) -> None:
     local = policy(extra_hosts=("127.0.0.1:8788",), allow_http=True)
 
-    assert net.check_url("http://127.0.0.1:8788/b/k", local).exact
-    with pytest.raises(net.DestinationRefused):
-        net.check_url(url, local)
+    assert check_url("http://127.0.0.1:8788/b/k", local).exact
+    with pytest.raises(DestinationRefused):
+        check_url(url, local)
 
 
 def test_it_never_admits_http_without_the_relaxation_even_for_a_listed_host() -> None:
@@ -122,7 +133,7 @@ def test_it_refuses_a_malformed_allow_list_entry_at_configuration_time(entry: st
 # --- Addresses ----------------------------------------------------------------------------------
 
 
-def resolver_to(*addresses: str) -> net.Resolver:
+def resolver_to(*addresses: str) -> Resolver:
     def resolve(host: str, port: int, *args: Any) -> list[Any]:
         family = socket.AF_INET6
         return [(family, socket.SOCK_STREAM, 6, "", (address, port)) for address in addresses]
@@ -152,17 +163,17 @@ def test_it_refuses_a_name_that_resolves_to_any_internal_address(address: str) -
     rules = policy(
         extra_hosts=("objects.example.test",), resolver=resolver_to("93.184.215.14", address)
     )
-    target = net.check_url("https://objects.example.test/b/k", rules)
+    target = check_url("https://objects.example.test/b/k", rules)
 
-    with pytest.raises(net.ForbiddenAddress, match="Refused to contact objects.example.test"):
-        net.checked_address(target, rules)
+    with pytest.raises(ForbiddenAddress, match="Refused to contact objects.example.test"):
+        checked_address(target, rules)
 
 
 def test_it_returns_the_public_address_it_checked() -> None:
     rules = policy(extra_hosts=("objects.example.test",), resolver=resolver_to("93.184.215.14"))
-    target = net.check_url("https://objects.example.test/b/k", rules)
+    target = check_url("https://objects.example.test/b/k", rules)
 
-    assert net.checked_address(target, rules) == "93.184.215.14"
+    assert checked_address(target, rules) == "93.184.215.14"
 
 
 def test_it_says_when_a_name_does_not_resolve() -> None:
@@ -170,8 +181,8 @@ def test_it_says_when_a_name_does_not_resolve() -> None:
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
     rules = policy(extra_hosts=("nowhere.example.test",), resolver=failing)
-    with pytest.raises(net.UnresolvableHost, match="Could not resolve nowhere.example.test"):
-        net.check_destination("https://nowhere.example.test/", rules)
+    with pytest.raises(UnresolvableHost, match="Could not resolve nowhere.example.test"):
+        check_destination("https://nowhere.example.test/", rules)
 
 
 # --- The guarded session over real sockets -----------------------------------------------------
@@ -238,7 +249,7 @@ def server() -> Iterator[Server]:
     running.server_close()
 
 
-def local_rules(server: Server, **overrides: Any) -> net.Policy:
+def local_rules(server: Server, **overrides: Any) -> Policy:
     return policy(extra_hosts=(f"127.0.0.1:{server.port}",), allow_http=True, **overrides)
 
 
@@ -250,16 +261,14 @@ def test_it_dials_the_address_it_resolved_and_sends_the_name_as_host(server: Ser
         resolver=resolver_to("127.0.0.1"),
     )
 
-    response = net.guarded_session(rules).get(f"http://objects.example.test:{server.port}/ok")
+    response = guarded_session(rules).get(f"http://objects.example.test:{server.port}/ok")
 
     assert response.content == b"fine"
     assert server.requests[0][1]["Host"] == f"objects.example.test:{server.port}"
 
 
 def test_it_never_follows_a_redirect(server: Server) -> None:
-    response = net.guarded_session(local_rules(server)).get(
-        f"http://127.0.0.1:{server.port}/redirect"
-    )
+    response = guarded_session(local_rules(server)).get(f"http://127.0.0.1:{server.port}/redirect")
 
     assert response.status_code == 302
     assert [path for path, _ in server.requests] == ["/redirect"]
@@ -277,9 +286,7 @@ def test_it_reads_no_proxy_from_the_environment(
         monkeypatch.delenv("NO_PROXY", raising=False)
         monkeypatch.delenv("no_proxy", raising=False)
 
-        response = net.guarded_session(local_rules(server)).get(
-            f"http://127.0.0.1:{server.port}/ok"
-        )
+        response = guarded_session(local_rules(server)).get(f"http://127.0.0.1:{server.port}/ok")
 
         assert response.content == b"fine"
         assert proxy.connections == 0
@@ -289,16 +296,16 @@ def test_it_reads_no_proxy_from_the_environment(
 
 
 def test_it_drops_an_answer_larger_than_the_cap(server: Server) -> None:
-    session = net.guarded_session(local_rules(server, max_response_bytes=65536))
+    session = guarded_session(local_rules(server, max_response_bytes=65536))
 
-    with pytest.raises(net.GuardRefusal, match="more than 65536 bytes"):
+    with pytest.raises(GuardRefusal, match="more than 65536 bytes"):
         session.get(f"http://127.0.0.1:{server.port}/huge", timeout=5)
 
 
 def test_it_gives_up_on_an_answer_that_drips_past_the_total_timeout(server: Server) -> None:
-    session = net.guarded_session(local_rules(server, total_timeout=1.0))
+    session = guarded_session(local_rules(server, total_timeout=1.0))
 
-    with pytest.raises(net.GuardRefusal, match="took longer than 1 s"):
+    with pytest.raises(GuardRefusal, match="took longer than 1 s"):
         session.get(f"http://127.0.0.1:{server.port}/drip", timeout=5)
 
 
@@ -306,22 +313,22 @@ def test_it_refuses_at_send_time_without_connecting(server: Server) -> None:
     # Listed by name, but the name now resolves to loopback: nothing may connect.
     rules = policy(extra_hosts=("objects.example.test",), resolver=resolver_to("127.0.0.1"))
 
-    with pytest.raises(net.GuardRefusal, match="a loopback address"):
-        net.guarded_session(rules).get("https://objects.example.test/ok")
-    with pytest.raises(net.GuardRefusal, match="not accepted"):
-        net.guarded_session(rules).get(f"http://127.0.0.1:{server.port}/ok")
+    with pytest.raises(GuardRefusal, match="a loopback address"):
+        guarded_session(rules).get("https://objects.example.test/ok")
+    with pytest.raises(GuardRefusal, match="not accepted"):
+        guarded_session(rules).get(f"http://127.0.0.1:{server.port}/ok")
 
     assert server.connections == 0
 
 
 def test_it_redacts_a_destination_to_its_scheme_host_and_port() -> None:
-    assert net.redact_destination("https://hooks.example.com/services/T0/B0/secret?token=x") == (
+    assert redact_destination("https://hooks.example.com/services/T0/B0/secret?token=x") == (
         "https://hooks.example.com/[redacted]"
     )
-    assert net.redact_destination("https://u:p@hooks.example.com:8443") == (
+    assert redact_destination("https://u:p@hooks.example.com:8443") == (
         "https://hooks.example.com:8443"
     )
-    assert net.redact_destination("not a url") == "[redacted URL]"
+    assert redact_destination("not a url") == "[redacted URL]"
 
 
 # --- Configuration -----------------------------------------------------------------------------
@@ -368,7 +375,7 @@ def test_it_refuses_a_malformed_host_list_at_start(name: str) -> None:
 
 def test_a_guarded_session_is_a_requests_session() -> None:
     # Callers catch requests' exceptions: a refusal must be one of them.
-    assert issubclass(net.GuardRefusal, requests.RequestException)
+    assert issubclass(GuardRefusal, requests.RequestException)
 
 
 def test_it_binds_a_trusted_origin_to_its_scheme_and_refuses_leading_zero_ports() -> None:
@@ -379,7 +386,7 @@ def test_it_binds_a_trusted_origin_to_its_scheme_and_refuses_leading_zero_ports(
         trusted_origins=("https://api.eu-west-2.outscale.com:443",),
     )
 
-    assert net.check_url("https://api.eu-west-2.outscale.com/api/v1", rules).trusted
+    assert check_url("https://api.eu-west-2.outscale.com/api/v1", rules).trusted
     assert "Plain http://" in refusal("http://api.eu-west-2.outscale.com:443/api/v1", rules)
     local = policy(extra_hosts=("127.0.0.1:8788",), allow_http=True)
     assert "leading zero" in refusal("http://127.0.0.1:08788/b/k", local)

@@ -17,9 +17,14 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from importer import notifications
-from importer.exports import DeliveryState, NotificationRequest, TeamWebhook, WebhookDelivery
-from tests.factories import make_job, make_user
+from importer.notifications import services
+from importer.notifications.models import (
+    DeliveryState,
+    NotificationRequest,
+    TeamWebhook,
+    WebhookDelivery,
+)
+from tests.support.factories import make_job, make_user
 
 SECRET = "a-webhook-secret-of-some-length"  # noqa: S105 - a test secret
 pytestmark = pytest.mark.django_db
@@ -83,7 +88,7 @@ def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Deliveries the dispatcher queued, instead of publishing them to the broker."""
     sent: list[str] = []
     monkeypatch.setattr(
-        notifications, "delivery_enqueue", lambda *, delivery_id: sent.append(str(delivery_id))
+        services, "delivery_enqueue", lambda *, delivery_id: sent.append(str(delivery_id))
     )
     return sent
 
@@ -94,10 +99,8 @@ def failed_job_with_request(receiver: Receiver, **request: Any) -> Any:
     user.save()
     job = make_job(user, name="nightly")
     team = job.team
-    notifications.webhook_set(
-        team=team, user=user, url=receiver.url, secret=SECRET, oos_endpoint=""
-    )
-    notifications.notification_request(
+    services.webhook_set(team=team, user=user, url=receiver.url, secret=SECRET, oos_endpoint="")
+    services.notification_request(
         user=user,
         team=team,
         kind="import",
@@ -113,21 +116,21 @@ def test_it_emails_and_calls_the_webhook_once_when_the_import_ends(
 ) -> None:
     job = failed_job_with_request(receiver)
     with django_capture_on_commit_callbacks(execute=True):
-        assert notifications.notifications_dispatch() == 0  # still running: nothing yet
+        assert services.notifications_dispatch() == 0  # still running: nothing yet
     job.mark_failed(
         code="4045",
         type="InvalidParameterValue",
         details="https://oos.eu-west-2.outscale.com/b/k?X-Amz-Signature=" + "a" * 64,
     )
     with django_capture_on_commit_callbacks(execute=True):
-        assert notifications.notifications_dispatch() == 1
-        assert notifications.notifications_dispatch() == 0  # never twice
+        assert services.notifications_dispatch() == 1
+        assert services.notifications_dispatch() == 0  # never twice
     assert len(mail.outbox) == 1
     assert mail.outbox[0].to == ["watcher@example.com"]
     assert "nightly" in mail.outbox[0].subject and "error" in mail.outbox[0].subject
     assert "a" * 64 not in mail.outbox[0].body
     (delivery_id,) = enqueued
-    notifications.webhook_deliver(delivery_id=delivery_id)
+    services.webhook_deliver(delivery_id=delivery_id)
     (got,) = receiver.received
     assert got["valid"] and got["fresh"] and got["delivery"] == delivery_id
     assert got["event"] == "import.error"
@@ -145,13 +148,13 @@ def test_it_retries_a_failing_receiver_with_the_same_delivery_then_succeeds(
     job = failed_job_with_request(receiver, by_email=False)
     job.mark_failed(code="1", type="X", details="y")
     with django_capture_on_commit_callbacks(execute=True):
-        notifications.notifications_dispatch()
+        services.notifications_dispatch()
     (delivery_id,) = enqueued
     for _ in range(2):
-        with pytest.raises(notifications.TransientDeliveryError) as retry:
-            notifications.webhook_deliver(delivery_id=delivery_id)
+        with pytest.raises(services.TransientDeliveryError) as retry:
+            services.webhook_deliver(delivery_id=delivery_id)
         assert retry.value.retry_in > 0
-    notifications.webhook_deliver(delivery_id=delivery_id)
+    services.webhook_deliver(delivery_id=delivery_id)
     assert [r["delivery"] for r in receiver.received] == [delivery_id] * 3
     assert all(r["valid"] for r in receiver.received)
     delivery = WebhookDelivery.objects.get()
@@ -166,8 +169,8 @@ def test_it_gives_up_on_a_refusal_at_once_and_on_errors_after_the_bound(
     job = failed_job_with_request(receiver, by_email=False)
     job.mark_failed(code="1", type="X", details="y")
     with django_capture_on_commit_callbacks(execute=True):
-        notifications.notifications_dispatch()
-    notifications.webhook_deliver(delivery_id=enqueued[0])
+        services.notifications_dispatch()
+    services.webhook_deliver(delivery_id=enqueued[0])
     refused = WebhookDelivery.objects.get()
     assert refused.state == DeliveryState.FAILED and refused.last_status == 400
     assert refused.attempts == 1
@@ -176,20 +179,20 @@ def test_it_gives_up_on_a_refusal_at_once_and_on_errors_after_the_bound(
     again = WebhookDelivery.objects.create(
         webhook=refused.webhook, event="import.error", payload={"event": "import.error"}
     )
-    for _ in range(notifications.MAX_DELIVERY_ATTEMPTS - 1):
-        with pytest.raises(notifications.TransientDeliveryError):
-            notifications.webhook_deliver(delivery_id=str(again.pk))
-    notifications.webhook_deliver(delivery_id=str(again.pk))
+    for _ in range(services.MAX_DELIVERY_ATTEMPTS - 1):
+        with pytest.raises(services.TransientDeliveryError):
+            services.webhook_deliver(delivery_id=str(again.pk))
+    services.webhook_deliver(delivery_id=str(again.pk))
     again.refresh_from_db()
     assert again.state == DeliveryState.FAILED
-    assert again.attempts == notifications.MAX_DELIVERY_ATTEMPTS
+    assert again.attempts == services.MAX_DELIVERY_ATTEMPTS
 
 
 def test_it_keeps_the_webhook_secret_encrypted(receiver: Receiver) -> None:
     failed_job_with_request(receiver)
     stored = TeamWebhook.objects.get()
     assert SECRET not in stored.secret_encrypted
-    assert notifications.decrypt_text(stored.secret_encrypted) == SECRET
+    assert services.decrypt_text(stored.secret_encrypted) == SECRET
 
 
 @pytest.fixture
@@ -212,7 +215,7 @@ def test_it_lets_an_admin_set_the_webhook_and_an_auditor_not(client: Any, public
     form["webhook_secret"] = SECRET
     assert client.post("/team/transfers/", form).status_code == 302
     stored = TeamWebhook.objects.get()
-    assert notifications.decrypt_text(stored.url_encrypted) == form["webhook_url"]
+    assert services.decrypt_text(stored.url_encrypted) == form["webhook_url"]
     assert stored.url_redacted == "https://hooks.example.com/[redacted]"
     assert SECRET not in client.get("/team/transfers/").content.decode()
     auditor = make_user("auditor1", role="auditor", team=admin.memberships.first().team)
@@ -227,7 +230,7 @@ def watched_job(user: Any, name: str, *, ended: bool, asked_at: Any = None) -> A
     job = make_job(user, name=name)
     if ended:
         job.mark_failed(code="1", type="X", details="y")
-    request = notifications.notification_request(
+    request = services.notification_request(
         user=user, team=job.team, kind="import", object_id=job.pk, by_email=True, by_webhook=False
     )
     if asked_at is not None:
@@ -245,13 +248,13 @@ def watcher() -> Any:
 def test_it_sends_what_is_due_even_behind_a_batch_of_requests_for_running_jobs(
     monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
 ) -> None:
-    monkeypatch.setattr(notifications, "DISPATCH_BATCH", 3)
+    monkeypatch.setattr(services, "DISPATCH_BATCH", 3)
     user = watcher()
     for index in range(5):
         watched_job(user, f"running-{index}", ended=False)
     watched_job(user, "ended", ended=True)
     with django_capture_on_commit_callbacks(execute=True):
-        assert notifications.notifications_dispatch() == 1
+        assert services.notifications_dispatch() == 1
     assert [message.subject for message in mail.outbox] == [
         "[Snapshots Portal] import ended: error"
     ]
@@ -260,14 +263,14 @@ def test_it_sends_what_is_due_even_behind_a_batch_of_requests_for_running_jobs(
 def test_it_sends_the_oldest_request_first_and_at_most_a_batch_per_run(
     monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
 ) -> None:
-    monkeypatch.setattr(notifications, "DISPATCH_BATCH", 1)
+    monkeypatch.setattr(services, "DISPATCH_BATCH", 1)
     user = watcher()
     now = timezone.now()
     watched_job(user, "newer", ended=True, asked_at=now - timedelta(minutes=1))
     watched_job(user, "older", ended=True, asked_at=now - timedelta(hours=1))
     for _ in range(2):
         with django_capture_on_commit_callbacks(execute=True):
-            assert notifications.notifications_dispatch() == 1
+            assert services.notifications_dispatch() == 1
     assert [message.subject.split()[3] for message in mail.outbox] == ["older:", "newer:"]
 
 
@@ -277,16 +280,16 @@ def test_it_sends_the_others_when_one_notification_fails(
     user = watcher()
     broken = watched_job(user, "broken", ended=True)
     watched_job(user, "fine", ended=True)
-    real_describe = notifications.describe
+    real_describe = services.describe
 
     def describe(kind: str, target: Any) -> dict[str, Any]:
         if target.pk == broken.pk:
             raise RuntimeError("an unexpected fault with this one")
         return real_describe(kind, target)
 
-    monkeypatch.setattr(notifications, "describe", describe)
+    monkeypatch.setattr(services, "describe", describe)
     with django_capture_on_commit_callbacks(execute=True):
-        assert notifications.notifications_dispatch() == 1
+        assert services.notifications_dispatch() == 1
     assert [message.subject.split()[3] for message in mail.outbox] == ["fine:"]
     # The failed one stays due: the next run tries it again.
     assert NotificationRequest.objects.get(object_id=broken.pk).notified_at is None

@@ -19,15 +19,11 @@ from osc_sdk_python.authentication import Authentication
 from osc_sdk_python.credentials import Profile
 from urllib3.exceptions import ProtocolError
 
-from importer import outscale
-from importer.outscale import (
-    CreateSnapshotResult,
-    OscApiError,
-    OscClient,
-    OscCredentials,
-    Snapshot,
-)
-from tests.openapi_spec import validate_request, validate_response
+from importer.outscale.client import OscClient, default_session
+from importer.outscale.errors import OscApiError
+from importer.outscale.resources import CreateSnapshotResult, Snapshot
+from importer.outscale.signing import OscCredentials
+from tests.support.openapi_spec import validate_request, validate_response
 
 ACCESS_KEY = "AKTESTPORTAL0123456789"
 SECRET_KEY = "sEcReT/KeY+for-the-client-tests-0123456789"
@@ -681,7 +677,7 @@ def test_it_fetches_pages_lazily_when_iterating(api, client):
 
 
 def test_it_stops_paging_when_the_api_repeats_a_token(api, client, caplog):
-    caplog.set_level(logging.WARNING, logger="importer.outscale")
+    caplog.set_level(logging.WARNING, logger="importer.outscale.client")
     pages = iter([(["snap-1"], "cDI="), (["snap-2"], "cDI="), (["snap-3"], "cDM=")])
 
     def answer(request: Any) -> tuple[int, dict[str, str], str]:
@@ -819,7 +815,7 @@ def test_it_logs_each_call_without_bodies_or_credentials(api, client, caplog):
     with pytest.raises(OscApiError):
         client.read_snapshots_page()
 
-    ours = [r for r in caplog.records if r.name == "importer.outscale"]
+    ours = [r for r in caplog.records if r.name == "importer.outscale.client"]
     messages = [r.getMessage() for r in ours]
     assert any("CreateSnapshot" in m and "200" in m and REQUEST_ID in m for m in messages)
     assert any("ReadSnapshots" in m and "429" in m for m in messages)
@@ -839,12 +835,12 @@ def test_it_refuses_empty_credentials_without_echoing_them():
 
 
 def test_it_shares_one_session_per_process_and_renews_it_after_a_fork(monkeypatch):
-    first = outscale.default_session()
-    assert outscale.default_session() is first
+    first = default_session()
+    assert default_session() is first
 
     monkeypatch.setattr("os.getpid", lambda: -1)
 
-    assert outscale.default_session() is not first
+    assert default_session() is not first
 
 
 def test_it_sends_through_an_injected_session(api):
@@ -868,4 +864,4 @@ def test_it_keeps_no_cookies_in_the_shared_session(api):
 
     OscClient(credentials=CREDENTIALS).delete_snapshot(snapshot_id="snap-1")
 
-    assert len(outscale.default_session().cookies) == 0
+    assert len(default_session().cookies) == 0

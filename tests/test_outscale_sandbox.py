@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 import requests
 
-from importer.outscale import OscApiError, OscClient, OscCredentials
+from importer.outscale.client import OscClient
+from importer.outscale.errors import OscApiError
+from importer.outscale.signing import OscCredentials
 from sandbox.store import DEMO_VIRTUAL_SIZE
-from tests.conftest import wait_until
+from tests.support.workers import wait_until
 
 pytestmark = pytest.mark.integration
 

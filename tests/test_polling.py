@@ -10,9 +10,10 @@ import responses
 from django.core.cache import cache
 from django.utils import timezone
 
-from importer import services, views
-from importer.models import ImportJob, JobState
-from tests.factories import make_job, make_user
+from importer.imports.listing import job_version
+from importer.imports.models import ImportJob, JobState
+from importer.outscale import accounts
+from tests.support.factories import make_job, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -25,7 +26,7 @@ def api_forbidden(monkeypatch: pytest.MonkeyPatch) -> None:
     def no_api() -> None:
         raise AssertionError("the poll called the API")
 
-    monkeypatch.setattr(services, "api_client", no_api)
+    monkeypatch.setattr(accounts, "api_client", no_api)
 
 
 @pytest.fixture
@@ -42,7 +43,7 @@ def in_flight(user, **fields) -> ImportJob:
 
 
 def version_param(job: ImportJob) -> str:
-    return f"{job.pk}.{views.job_version(job)}"
+    return f"{job.pk}.{job_version(job)}"
 
 
 def poll(client, *jobs_or_params, **extra: str):

@@ -25,22 +25,12 @@ from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from importer.presigned import (
-    GIB,
-    OOS_HOSTS,
-    OUTSCALE_REGIONS,
-    InspectionError,
-    PresignedUrlError,
-    SignatureRedactingFilter,
-    UrlPolicy,
-    format_gib,
-    inspect_presigned_url,
-    parse_presigned_url,
-    read_object_head,
-    redact_text,
-    redact_url,
-    sniff_image,
-)
+from importer.core.redaction import SignatureRedactingFilter, redact_text, redact_url
+from importer.core.units import GIB
+from importer.outscale.regions import OOS_HOSTS, OUTSCALE_REGIONS
+from importer.presigned.fetch import InspectionError, inspect_presigned_url, read_object_head
+from importer.presigned.sniff import format_gib, sniff_image
+from importer.presigned.urls import PresignedUrlError, UrlPolicy, parse_presigned_url
 
 UTC = dt.UTC
 NOW = dt.datetime(2026, 11, 28, 9, 0, tzinfo=UTC)

@@ -16,9 +16,9 @@ import pytest
 from bench import scenarios
 from bench.hostile import DESTINATIONS, EXTRA_HOSTS, good_url
 from bench.stack import RedisServer, use_broker
-from importer import presigned
-from importer.forms import ImportSnapshotForm
-from tests import conftest
+from importer.imports.forms import ImportSnapshotForm
+from importer.presigned.fetch import inspect_presigned_url
+from tests.support.workers import database_url, wait_until
 
 integration = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -28,7 +28,7 @@ def env(api_on_sandbox, tmp_path) -> Iterator[scenarios.Env]:
     """The sandbox, a private Redis (safe to stop) and the test database."""
     broker = RedisServer()
     broker.start()
-    running = scenarios.Env(api_on_sandbox, broker, conftest.test_database_url(), tmp_path)
+    running = scenarios.Env(api_on_sandbox, broker, database_url(), tmp_path)
     try:
         with use_broker(broker.url):
             scenarios.people()
@@ -123,7 +123,7 @@ def test_it_counts_every_connection_a_loopback_listener_accepts() -> None:
         with socket.create_connection(("127.0.0.1", redis.port), timeout=2) as conn:
             conn.sendall(b"PING\r\n")
             assert conn.recv(100) == b"-ERR unknown command\r\n"
-        assert conftest.wait_until(lambda: redis.count() == 1, seconds=5)
+        assert wait_until(lambda: redis.count() == 1, seconds=5)
     assert listeners.counts() == {
         "Redis-like": 1,
         "HTTP API": 0,
@@ -147,7 +147,7 @@ def test_it_counts_a_connection_to_a_forbidden_address_at_the_socket() -> None:
 def test_it_refuses_a_url_whose_allowed_host_resolves_to_an_internal_address(settings) -> None:
     settings.PORTAL_ALLOW_HTTP_URLS = False
     settings.PORTAL_URL_HOSTS = list(EXTRA_HOSTS)
-    defaults = presigned.inspect_presigned_url.__kwdefaults__
+    defaults = inspect_presigned_url.__kwdefaults__
     saved = defaults["resolver"]
     defaults["resolver"] = scenarios.fake_resolver
     try:

@@ -9,10 +9,10 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from importer.exports import CopyChain, ExportTask
-from importer.invitations import TeamInvitation
-from importer.models import JobState, Membership, Role
-from tests.factories import make_job, make_team, make_user
+from importer.imports.models import JobState
+from importer.teams.models import Membership, Role, TeamInvitation
+from importer.transfers.models import CopyChain, ExportTask
+from tests.support.factories import make_job, make_team, make_user
 
 pytestmark = pytest.mark.django_db
 

@@ -15,7 +15,7 @@ import requests
 from sandbox import qcow2
 from sandbox.signing import Account, sign_request
 from sandbox.store import DEMO_VIRTUAL_SIZE
-from tests.openapi_spec import validate_response
+from tests.support.openapi_spec import validate_response
 
 # The `sandbox` and `clean_sandbox` fixtures come from tests/sandbox_fixtures.py via conftest.
 pytestmark = pytest.mark.integration

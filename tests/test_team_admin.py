@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from importer import audit, services
-from importer.invitations import TeamInvitation
-from importer.models import Membership, Role, Team
+from importer.audit.models import AuditAction, AuditEvent
+from importer.outscale.accounts import api_client
+from importer.teams.models import Membership, Role, Team, TeamInvitation
 from sandbox.signing import Account
-from tests.factories import make_team, make_user
+from tests.support.factories import make_team, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -48,10 +48,10 @@ def test_it_stores_credentials_encrypted_and_never_shows_the_secret(
     page = client.get("/team/credentials/").content.decode()
     assert "0042" in page and SECOND_ACCOUNT.secret_key not in page
     assert SECOND_ACCOUNT.access_key not in page
-    entry = audit.AuditEvent.objects.get(action=audit.AuditAction.CREDENTIALS_CHANGED)
+    entry = AuditEvent.objects.get(action=AuditAction.CREDENTIALS_CHANGED)
     assert SECOND_ACCOUNT.secret_key not in repr(entry.details)
     # The team's client now signs with the new account: it sees that account's snapshots only.
-    assert services.api_client(team).read_snapshots() == []
+    assert api_client(team).read_snapshots() == []
 
 
 def test_it_refuses_credentials_that_cannot_be_right(client, admin) -> None:
@@ -85,9 +85,7 @@ def test_it_adds_changes_and_removes_members_with_an_audit_trail(client, admin) 
     assert membership.role == Role.OPERATOR
     client.post(f"/team/members/{membership.pk}/remove")
     assert not Membership.objects.filter(pk=membership.pk).exists()
-    changes = audit.AuditEvent.objects.filter(
-        action=audit.AuditAction.MEMBERSHIP_CHANGED, target="bob"
-    )
+    changes = AuditEvent.objects.filter(action=AuditAction.MEMBERSHIP_CHANGED, target="bob")
     assert [entry.details["role"] for entry in changes.order_by("id")] == [
         "auditor",
         "operator",
@@ -123,4 +121,4 @@ def test_it_deletes_a_snapshot_of_the_team_and_404s_on_another_accounts(
     assert client.post(f"/snapshots/{created}/delete").status_code == 302
     state = api_on_sandbox.state()["snapshots"]
     assert [s["SnapshotId"] for s in state[SECOND_ACCOUNT.account_id]] == [theirs]
-    assert audit.AuditEvent.objects.filter(action="snapshot_deleted", target=created).exists()
+    assert AuditEvent.objects.filter(action="snapshot_deleted", target=created).exists()

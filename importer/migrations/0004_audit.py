@@ -5,7 +5,7 @@ import django.utils.timezone
 from django.conf import settings
 from django.db import migrations, models
 
-import importer.audit
+import importer.audit.triggers
 
 
 class Migration(migrations.Migration):
@@ -78,5 +78,5 @@ class Migration(migrations.Migration):
                 ],
             },
         ),
-        *importer.audit.migration_operations(),
+        *importer.audit.triggers.migration_operations(),
     ]

@@ -9,7 +9,7 @@ import django.utils.timezone
 from django.conf import settings
 from django.db import migrations, models
 
-import importer.invitations
+import importer.teams.models
 
 
 class Migration(migrations.Migration):
@@ -78,7 +78,7 @@ class Migration(migrations.Migration):
                 ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
                 (
                     "expires_at",
-                    models.DateTimeField(default=importer.invitations.invitation_expiry),
+                    models.DateTimeField(default=importer.teams.models.invitation_expiry),
                 ),
                 (
                     "answered_at",

@@ -6,8 +6,8 @@ from django.db import migrations, models
 
 
 def _encrypt_urls(apps: Any, schema_editor: Any) -> None:
-    from importer.crypto import encrypt_text
-    from importer.net import redact_destination
+    from importer.core.crypto import encrypt_text
+    from importer.core.net.guard import redact_destination
 
     TeamWebhook = apps.get_model("importer", "TeamWebhook")
     for webhook in TeamWebhook.objects.all():

@@ -4,7 +4,7 @@
 import django.db.models.deletion
 from django.db import migrations, models
 
-import importer.audit
+import importer.audit.triggers
 
 ALGORITHMS = [
     ("sha256", "SHA-256 (before the audit key)"),
@@ -65,5 +65,5 @@ class Migration(migrations.Migration):
                 ],
             },
         ),
-        *importer.audit.no_truncate_migration_operations(),
+        *importer.audit.triggers.no_truncate_migration_operations(),
     ]

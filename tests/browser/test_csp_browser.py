@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, Route, expect
 
-from importer.models import Membership, Role
-from tests.conftest import wait_until
-from tests.factories import make_job
+from importer.teams.models import Membership, Role
+from tests.support.factories import make_job
+from tests.support.workers import wait_until
 
 pytestmark = [
     pytest.mark.browser,

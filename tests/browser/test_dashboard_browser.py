@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, Request, expect
 
-from importer.models import ImportJob, JobState
+from importer.imports.models import ImportJob, JobState
 
 GIB = 1024**3
 pytestmark = [

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from importer.exports import CopyChain, CopyState, ExportState, ExportTask, SharedUrl
-from importer.models import Membership, Role, Team
+from importer.teams.models import Membership, Role, Team
+from importer.transfers.models import CopyChain, CopyState, ExportState, ExportTask, SharedUrl
 from tests.test_exports import BUCKET, OTHER, account_snapshots, completed_snapshot, other_team
 
 pytestmark = [

@@ -13,7 +13,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from importer.audit import ChainHead, ChainReport, verify_chain
+from importer.audit.chain import ChainHead, ChainReport, verify_chain
 
 
 class Command(BaseCommand):

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError
 
-from importer.models import Membership, Role, Team
+from importer.teams.models import Membership, Role, Team
 
 DEMO_TEAM = "demo"
 SANDBOX_OBJECT_STORE = "http://127.0.0.1:8788"

@@ -16,8 +16,9 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from importer import audit
-from importer.models import Membership, Role, Team
+from importer.audit.chain import record
+from importer.audit.models import AuditAction
+from importer.teams.models import Membership, Role, Team
 
 
 class Command(BaseCommand):
@@ -52,8 +53,8 @@ class Command(BaseCommand):
             )
             if membership.role != options["role"]:
                 Membership.objects.filter(pk=membership.pk).update(role=options["role"])
-            audit.record(
-                action=audit.AuditAction.MEMBERSHIP_CHANGED,
+            record(
+                action=AuditAction.MEMBERSHIP_CHANGED,
                 actor_name="manage.py portal_user",
                 team=team,
                 target=name,

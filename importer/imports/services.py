@@ -1,0 +1,278 @@
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.utils import timezone
+
+from importer.audit.chain import record
+from importer.audit.models import AuditAction
+from importer.core.crypto import DecryptionError, decrypt_text, encrypt_text
+from importer.core.net.guard import DestinationRefused, check_url
+from importer.imports.models import ImportJob, ImportJobEvent, JobState, TagState
+from importer.jobs.queue import enqueue
+from importer.jobs.retry import TransientSubmitError, retry_delay
+from importer.outscale import accounts
+from importer.outscale.errors import OscApiError
+from importer.outscale.resources import Snapshot
+from importer.presigned.policy import presigned_url_policy
+from importer.presigned.urls import PresignedUrl
+from importer.teams.models import Team
+
+logger = logging.getLogger(__name__)
+
+
+MAX_SUBMIT_ATTEMPTS = 8
+
+
+MAX_TAG_ATTEMPTS = 5
+
+
+# A job queued this long past its due time was lost by the broker (or never reached it).
+LOST_IN_QUEUE_AFTER = timedelta(minutes=2)
+
+
+# Past the task's hard time limit the worker holding a claim is dead.
+STUCK_SUBMITTING_AFTER = timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
+
+
+UNTAGGED_AFTER = timedelta(minutes=5)
+
+
+SWEEP_BATCH = 500
+
+
+class TransientTagError(Exception):
+    """Tagging hit a passing problem; retry the tag task."""
+
+
+def import_create(
+    *,
+    team: Team,
+    user: User,
+    name: str,
+    description: str,
+    url: PresignedUrl,
+    snapshot_size: int,
+    dry_run: bool = False,
+    job_id: uuid.UUID | None = None,
+    ip: str | None = None,
+) -> ImportJob:
+    """Saves the job (URL encrypted), then queues it once the row is committed.
+
+    `job_id` lets the form's idempotency key become the job's id (and so its ClientToken).
+    """
+    with transaction.atomic():
+        job = ImportJob.objects.create(
+            id=job_id or uuid.uuid4(),
+            team=team,
+            name=name,
+            description=description,
+            snapshot_size=snapshot_size,
+            dry_run=dry_run,
+            submitted_by=user,
+            url_redacted=url.redacted,
+            url_host=url.host,
+            url_bucket=url.bucket,
+            url_key=url.key[:1024],
+            url_expires_at=url.expires_at,
+            url_encrypted=encrypt_text(url.secret_url),
+        )
+        ImportJobEvent.objects.create(
+            job=job,
+            state=JobState.QUEUED,
+            message=f"Submitted by {user.get_username()}" + (" as a dry run." if dry_run else "."),
+        )
+        record(
+            action=AuditAction.IMPORT_SUBMITTED,
+            actor=user,
+            team=team,
+            target=str(job.pk),
+            ip=ip,
+            details={
+                "name": name,
+                "object": job.url_redacted,
+                "snapshot_size": snapshot_size,
+                "dry_run": dry_run,
+            },
+        )
+        transaction.on_commit(lambda: import_enqueue(job_id=job.pk))
+    return job
+
+
+def import_enqueue(*, job_id: uuid.UUID, countdown: float = 0) -> bool:
+    """Sends the job to the queue. False when the broker is down: the sweeper sends it later."""
+    return enqueue("importer.tasks.submit_import", row_id=job_id, countdown=countdown)
+
+
+def import_submit(*, job_id: str) -> None:
+    """Claims a queued job and sends CreateSnapshot, never creating a second snapshot."""
+    job = ImportJob.objects.select_related("team").filter(pk=job_id).first()
+    if job is None or not job.claim_for_submission():
+        return  # already taken by another worker, finished, or deleted
+    try:
+        client = accounts.api_client(job.team)
+        if job.attempts > 1 and not job.dry_run:
+            # An earlier attempt may have reached the API before its worker or answer was lost.
+            existing = client.read_snapshots(client_tokens=[str(job.pk)])
+            if existing:
+                _accept(job, existing[0], request_id="")
+                return
+        file_location = decrypt_text(job.url_encrypted)
+        # Checked when the form took it, and again now: the allow-list may have changed since.
+        check_url(file_location, presigned_url_policy().outbound())
+        result = client.create_snapshot(
+            file_location=file_location,
+            snapshot_size=job.snapshot_size,
+            description=job.description or None,
+            client_token=str(job.pk),
+            dry_run=job.dry_run,
+        )
+    except DecryptionError as error:
+        job.mark_failed(code="UrlUnreadable", type="PortalError", details=f"{error}; import again.")
+        return
+    except DestinationRefused as error:
+        job.mark_failed(code="UrlRefused", type="PortalError", details=str(error))
+        return
+    except ValueError as error:  # the team has no credentials: nothing to retry until it has
+        job.mark_failed(code="NoCredentials", type="PortalError", details=str(error))
+        return
+    except OscApiError as error:
+        _submit_failed(job, error)
+        return
+    if job.dry_run:
+        job.mark_dry_run_passed(request_id=result.request_id)
+    elif result.snapshot is not None:
+        _accept(job, result.snapshot, request_id=result.request_id)
+
+
+def _accept(job: ImportJob, snapshot: Snapshot, *, request_id: str) -> None:
+    if job.mark_accepted(
+        snapshot_id=snapshot.snapshot_id,
+        api_state=snapshot.state,
+        progress=snapshot.progress,
+        request_id=request_id,
+    ):
+        transaction.on_commit(lambda: snapshot_tag_enqueue(job_id=job.pk))
+
+
+def _submit_failed(job: ImportJob, error: OscApiError) -> None:
+    if not error.transient:
+        job.mark_failed(
+            code=error.code or str(error.http_status or ""),
+            type=error.type,
+            details=error.details or str(error),
+            request_id=error.request_id,
+        )
+        return
+    if job.attempts >= MAX_SUBMIT_ATTEMPTS:
+        job.mark_failed(
+            code=error.code or str(error.http_status or ""),
+            type=error.type or "Unavailable",
+            details=f"Gave up after {job.attempts} attempts; last answer: {error}",
+            request_id=error.request_id,
+        )
+        return
+    delay = retry_delay(job.attempts)
+    job.requeue_after_transient_error(
+        summary=str(error),
+        request_id=error.request_id,
+        retry_at=timezone.now() + timedelta(seconds=delay),
+    )
+    raise TransientSubmitError(delay)
+
+
+def snapshot_tag_enqueue(*, job_id: uuid.UUID, countdown: float = 0) -> bool:
+    return enqueue("importer.tasks.tag_snapshot", row_id=job_id, countdown=countdown)
+
+
+def snapshot_tag(*, job_id: str, final_attempt: bool) -> None:
+    """Tags the snapshot `Name`; a failure is shown on the job and does not fail the import."""
+    pending = ImportJob.objects.select_related("team").filter(pk=job_id, tag_state=TagState.PENDING)
+    job = pending.first()
+    if job is None or not job.snapshot_id:
+        return
+    try:
+        request_id = accounts.api_client(job.team).create_tags(
+            resource_ids=[job.snapshot_id], tags={"Name": job.name}
+        )
+    except OscApiError as error:
+        if error.transient and not final_attempt:
+            raise TransientTagError(str(error)) from None
+        _set_tag_state(job, TagState.FAILED, f"Tagging Name failed: {error}", error=str(error))
+        return
+    _set_tag_state(job, TagState.DONE, f"Tagged Name={job.name} (request {request_id}).")
+
+
+def _set_tag_state(job: ImportJob, tag_state: str, message: str, *, error: str = "") -> None:
+    with transaction.atomic():
+        updated = ImportJob.objects.filter(pk=job.pk, tag_state=TagState.PENDING).update(
+            tag_state=tag_state, tag_error=error[:1000], updated_at=timezone.now()
+        )
+        if updated == 1:
+            ImportJobEvent.objects.create(job=job, state=job.state, message=message[:2500])
+            record(
+                action=AuditAction.TAG_RESULT,
+                team=job.team,
+                target=str(job.pk),
+                details={
+                    "snapshot_id": job.snapshot_id,
+                    "tag_state": tag_state,
+                    "message": message,
+                },
+            )
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    requeued_stuck: int
+    resent_queued: int
+    resent_tags: int
+
+
+def imports_sweep(*, now: datetime | None = None) -> SweepSummary:
+    """Re-sends what a dead worker or an unreachable broker lost. The row is the truth."""
+    now = now or timezone.now()
+    resent = 0
+    lost = ImportJob.objects.lost_in_queue(now=now, after=LOST_IN_QUEUE_AFTER)
+    for job_id in list(lost.values_list("pk", flat=True)[:SWEEP_BATCH]):
+        if ImportJob.objects.filter(pk=job_id, state=JobState.QUEUED).update(enqueued_at=now):
+            resent += import_enqueue(job_id=job_id)
+    # After the lost ones, so that a job requeued just now is not sent twice.
+    stuck = 0
+    for job in ImportJob.objects.stuck_submitting(now=now, after=STUCK_SUBMITTING_AFTER)[
+        :SWEEP_BATCH
+    ]:
+        if job.requeue_stuck():
+            stuck += import_enqueue(job_id=job.pk)
+    tags = 0
+    untagged = ImportJob.objects.untagged(now=now, after=UNTAGGED_AFTER)
+    for job_id in list(untagged.values_list("pk", flat=True)[:SWEEP_BATCH]):
+        tags += snapshot_tag_enqueue(job_id=job_id)
+    return SweepSummary(requeued_stuck=stuck, resent_queued=resent, resent_tags=tags)
+
+
+class SnapshotNotInAccount(Exception):
+    """The team's account has no such snapshot (it may be another team's)."""
+
+
+def snapshot_delete(*, team: Team, actor: User, snapshot_id: str, ip: str | None) -> str:
+    """Deletes a snapshot of the team's account; raises SnapshotNotInAccount or OscApiError."""
+    client = accounts.api_client(team)
+    if not client.read_snapshots(snapshot_ids=[snapshot_id]):
+        raise SnapshotNotInAccount(snapshot_id)
+    request_id = client.delete_snapshot(snapshot_id=snapshot_id)
+    record(
+        action=AuditAction.SNAPSHOT_DELETED,
+        actor=actor,
+        team=team,
+        target=snapshot_id,
+        ip=ip,
+        details={"request_id": request_id},
+    )
+    return request_id

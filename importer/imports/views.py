@@ -1,0 +1,347 @@
+from __future__ import annotations
+
+import json
+import uuid
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core import signing
+from django.core.exceptions import PermissionDenied
+from django.db import IntegrityError
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
+from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HTMX_STOP_POLLING
+
+from importer.audit.addresses import client_ip
+from importer.imports import services as imports_services
+from importer.imports.forms import ImportSnapshotForm
+from importer.imports.listing import (
+    MAX_POLLED_ROWS,
+    SORTS,
+    STATE_FILTERS,
+    Listing,
+    _in_flight,
+    _page,
+    job_version,
+)
+from importer.imports.models import ImportJob, ImportJobQuerySet, JobState
+from importer.imports.selectors import (
+    get_job_for_user,
+    jobs_for_user,
+    jobs_of_current_team,
+    snapshots_for_dashboard,
+)
+from importer.imports.services import SnapshotNotInAccount, import_create
+from importer.outscale.errors import OscApiError
+from importer.presigned import fetch
+from importer.presigned.policy import url_policy
+from importer.presigned.urls import PresignedUrlError, parse_presigned_url
+from importer.teams.models import Role, Team, TeamInvitation
+from importer.teams.permissions import (
+    CHOOSE_TEAM_MESSAGE,
+    IMPORTERS,
+    NO_TEAM_MESSAGE,
+    actor,
+    can_import,
+    choose_team_url,
+    current_team,
+    in_no_team,
+    must_choose_team,
+    require_role,
+)
+
+
+def _jobs_for_user(request: HttpRequest) -> ImportJobQuerySet:
+    """Every import of the user's teams: another team's job answers 404."""
+    return jobs_for_user(request)
+
+
+def _get_job_for_user(request: HttpRequest, job_id: uuid.UUID) -> ImportJob:
+    return get_job_for_user(request, job_id)
+
+
+def _current_team(request: HttpRequest) -> Team | None:
+    """The team whose account the dashboard lists and new imports go to."""
+    return current_team(request)
+
+
+def _can_import(request: HttpRequest) -> bool:
+    """Operators and team admins of the current team import; auditors only read."""
+    return can_import(request)
+
+
+def _require_import_permission(request: HttpRequest) -> None:
+    if in_no_team(request):
+        raise PermissionDenied(NO_TEAM_MESSAGE)
+    if must_choose_team(request):
+        raise PermissionDenied(CHOOSE_TEAM_MESSAGE)
+    if not _can_import(request):
+        raise PermissionDenied("You may not import snapshots.")
+
+
+def _dashboard_without_team(request: HttpRequest) -> HttpResponse:
+    """No current team: ask which one when there are several; else say why the page is empty.
+
+    Nothing is listed and the API is not asked: there is no account of the user's to list.
+    """
+    if must_choose_team(request):
+        return redirect(choose_team_url(request))
+    context = {"invitations": TeamInvitation.objects.open_for(request.user.pk)}
+    return render(request, "imports/no_team.html", context)
+
+
+@login_required
+@require_GET
+def dashboard(request: HttpRequest) -> HttpResponse:
+    team = _current_team(request)
+    if team is None:
+        return _dashboard_without_team(request)
+    listing = Listing.from_query(request.GET)
+    api = snapshots_for_dashboard(team=team)
+    # The dashboard is one team's account: its snapshots and its imports.
+    jobs = jobs_of_current_team(request)
+    page = _page(jobs, api.snapshots, listing)
+    context = {
+        "page": page,
+        "listing": listing,
+        "api": api,
+        "state_filters": STATE_FILTERS,
+        "sorts": SORTS,
+        "can_import": _can_import(request),
+        "form": ImportSnapshotForm(inspect=False),
+        **_form_key(request),
+        "in_flight": _in_flight(page.rows),
+        "sort_toggle": listing.link(sort="oldest" if listing.newest_first else "newest"),
+        # At the top of the first page only: paging on through the listing costs no more.
+        "invitations": TeamInvitation.objects.open_for(
+            request.user.pk if listing.cursor is None else None
+        ),
+    }
+    return render(request, "imports/dashboard.html", context)
+
+
+def _polled_versions(query: QueryDict) -> dict[uuid.UUID, int]:
+    """`v=<job id>.<version>` pairs the page holds; anything malformed is ignored."""
+    versions: dict[uuid.UUID, int] = {}
+    for raw in query.getlist("v")[:MAX_POLLED_ROWS]:
+        job_id, _, version = raw.partition(".")
+        try:
+            versions[uuid.UUID(job_id)] = int(version)
+        except ValueError:
+            continue
+    return versions
+
+
+@login_required
+@require_GET
+@never_cache
+def imports_poll(request: HttpRequest) -> HttpResponse:
+    """The changed rows of a page, as out-of-band swaps; from the database only, in one query.
+
+    204: nothing changed. 286 (htmx: stop polling): none of the rows is in flight any more.
+    """
+    versions = _polled_versions(request.GET)
+    detail = request.GET.get("view") == "detail"
+    polled = _jobs_for_user(request).select_related("submitted_by").filter(pk__in=versions)
+    if detail:
+        polled = polled.prefetch_related("events")
+    jobs = list(polled)
+    changed = [job for job in jobs if job_version(job) != versions[job.pk]]
+    found = {job.pk for job in jobs}
+    gone = [job_id for job_id in versions if job_id not in found]
+    still_in_flight = any(not job.is_terminal for job in jobs)
+    if not changed and not gone and still_in_flight:
+        return HttpResponse(status=204)
+    html = render_to_string(
+        "imports/poll.html",
+        # No request: the rows need no context processor, and so no query of theirs.
+        {"changed": changed, "gone": gone, "detail": detail},
+    )
+    return HttpResponse(html, status=200 if still_in_flight else HTMX_STOP_POLLING)
+
+
+NOT_YOUR_FORM = (
+    "This form was opened by another user, or changed since: nothing was imported. It has been "
+    "renewed for you; check the fields and press Import again."
+)
+
+
+def _key_signer(user_id: object) -> signing.Signer:
+    # The user's id is in the salt: a key signed for one user never verifies for another, so a
+    # key copied from someone else's form can neither take their job nor spend their key.
+    return signing.Signer(salt=f"importer.import-form.user-{user_id}")
+
+
+def form_key_signature(user_id: object, key: uuid.UUID) -> str:
+    """What binds a form's idempotency key to the user it was shown to."""
+    return _key_signer(user_id).signature(str(key))
+
+
+def _form_key(request: HttpRequest, key: uuid.UUID | None = None) -> dict[str, object]:
+    """The form's idempotency key (the job's id to be) and its signature for this user."""
+    key = key or uuid.uuid4()
+    return {
+        "idempotency_key": key,
+        "idempotency_signature": form_key_signature(request.user.pk, key),
+    }
+
+
+def _idempotency_key(request: HttpRequest) -> uuid.UUID | None:
+    """The posted key when it was signed for this user; None when it was not.
+
+    A post without a key (a script) gets a fresh one, as a form opened anew would.
+    """
+    raw = request.POST.get("idempotency_key", "")
+    if not raw:
+        return uuid.uuid4()
+    signer = _key_signer(request.user.pk)
+    signature = request.POST.get("idempotency_signature", "")
+    try:
+        return uuid.UUID(signer.unsign(f"{raw}{signer.sep}{signature}"))
+    except (signing.BadSignature, ValueError):
+        return None
+
+
+def _create_once(
+    request: HttpRequest, form: ImportSnapshotForm, key: uuid.UUID
+) -> tuple[ImportJob, bool]:
+    """Creates the job under the form's key; a repeated key gets the job it already made."""
+    existing = _jobs_for_user(request).filter(pk=key, submitted_by=request.user.pk).first()
+    if existing is not None:
+        return existing, False
+    assert form.parsed_url is not None  # noqa: S101 - set by a valid form
+    team = _current_team(request)
+    if team is None:
+        raise PermissionDenied("You belong to no team to import into.")
+    try:
+        job = import_create(
+            team=team,
+            user=request.user,  # type: ignore[arg-type]
+            name=form.cleaned_data["name"],
+            description=form.cleaned_data["description"],
+            url=form.parsed_url,
+            snapshot_size=form.cleaned_data["snapshot_size"],
+            dry_run=form.cleaned_data["dry_run"],
+            job_id=key,
+            ip=client_ip(request),
+        )
+    except IntegrityError:
+        if not ImportJob.objects.filter(pk=key).exists():
+            raise  # not a repeated key: a real problem, not to be hidden
+        # The twin request won the insert; answer with its job (never someone else's).
+        existing = _jobs_for_user(request).filter(pk=key, submitted_by=request.user.pk).first()
+        if existing is None:
+            raise PermissionDenied("This form was already used.") from None
+        return existing, False
+    return job, True
+
+
+def _form_context(
+    request: HttpRequest, form: ImportSnapshotForm, key: uuid.UUID | None, *, in_dialog: bool
+) -> dict[str, object]:
+    return {"form": form, **_form_key(request, key), "in_dialog": in_dialog}
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def import_new(request: HttpRequest) -> HttpResponse:
+    """The dialog's form over htmx, and the same form as a page without JavaScript."""
+    in_dialog = bool(getattr(request, "htmx", False))
+    _require_import_permission(request)
+    form = ImportSnapshotForm(request.POST or None)
+    key = _idempotency_key(request) if request.method == "POST" else None
+    if request.method == "POST" and key is None:
+        form.add_error(None, forms.ValidationError(NOT_YOUR_FORM, code="not_your_form"))
+    if key is not None and form.is_valid():
+        job, created = _create_once(request, form, key)
+        if not in_dialog:
+            return redirect("import_detail", job_id=job.pk)
+        return _created_in_dialog(request, job, created=created)
+    status = 422 if request.method == "POST" else 200
+    template = "imports/_import_form.html" if in_dialog else "imports/import_new.html"
+    context = _form_context(request, form, key, in_dialog=in_dialog)
+    return render(request, template, context, status=status)
+
+
+def _created_in_dialog(request: HttpRequest, job: ImportJob, *, created: bool) -> HttpResponse:
+    context = _form_context(request, ImportSnapshotForm(inspect=False), None, in_dialog=True)
+    context.update({"job": job, "created": created})
+    response = render(request, "imports/import_created.html", context)
+    response["HX-Trigger"] = json.dumps({"portal:imported": {"job": str(job.pk)}})
+    return response
+
+
+@login_required
+@require_POST
+def import_inspect(request: HttpRequest) -> HttpResponse:
+    """Reads the object's first bytes and says what it is and what size to use."""
+    _require_import_permission(request)
+    raw = request.POST.get("presigned_url", "").strip()
+    context: dict[str, object] = {}
+    if not raw:
+        return render(request, "imports/inspection.html", {"empty": True})
+    try:
+        url = parse_presigned_url(raw, policy=url_policy(), now=timezone.now())
+    except PresignedUrlError as error:
+        context["error"] = str(error)
+    else:
+        context["url"] = url
+        context["inspection"] = fetch.inspect_presigned_url(url, policy=url_policy())
+    return render(request, "imports/inspection.html", context)
+
+
+@login_required
+@require_GET
+def import_detail(request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:
+    job = _get_job_for_user(request, job_id)
+    return render(request, "imports/import_detail.html", {"job": job})
+
+
+@require_role(Role.ADMIN)
+@require_POST
+def snapshot_delete(request: HttpRequest, snapshot_id: str) -> HttpResponse:
+    team = current_team(request)
+    assert team is not None  # noqa: S101 - require_role found a membership
+    try:
+        imports_services.snapshot_delete(
+            team=team, actor=actor(request), snapshot_id=snapshot_id, ip=client_ip(request)
+        )
+    except SnapshotNotInAccount:
+        raise Http404("No such snapshot in this team's account.") from None
+    except (OscApiError, ValueError) as error:
+        messages.error(request, f"The snapshot was not deleted: {error}")
+        return redirect("dashboard")
+    messages.success(request, f"Snapshot {snapshot_id} is being deleted.")
+    return redirect("dashboard")
+
+
+@require_role(*IMPORTERS)
+@require_http_methods(["GET", "POST"])
+def import_retry(request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:
+    """A failed import again, with a new pre-signed URL (the old one is gone by design)."""
+    job = get_job_for_user(request, job_id)
+    if job.state != JobState.ERROR or job.team_id != getattr(current_team(request), "pk", None):
+        raise Http404("Only a failed import of your current team can be retried.")
+    initial = {"name": job.name, "description": job.description, "snapshot_size": job.snapshot_size}
+    form = ImportSnapshotForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        assert form.parsed_url is not None  # noqa: S101 - set by a valid form
+        new_job = import_create(
+            team=job.team,
+            user=actor(request),
+            name=form.cleaned_data["name"],
+            description=form.cleaned_data["description"],
+            url=form.parsed_url,
+            snapshot_size=form.cleaned_data["snapshot_size"],
+            dry_run=form.cleaned_data["dry_run"],
+            ip=client_ip(request),
+        )
+        messages.success(request, f"Import of {new_job.name} queued again with the new URL.")
+        return redirect("import_detail", job_id=new_job.pk)
+    context = {"form": form, "job": job}
+    return render(request, "imports/import_retry.html", context, status=422 if form.errors else 200)

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+from django import forms
+
+from importer.core.net.guard import DestinationRefused
+from importer.outscale.endpoints import api_endpoint_check
+from importer.outscale.regions import OUTSCALE_REGIONS
+from importer.teams.models import INVITATION_LIFETIME
+
+ROLE_CHOICES = [
+    ("operator", "Operator: imports and follows imports"),
+    ("admin", "Team admin: also history, members, credentials, deleting snapshots"),
+    ("auditor", "Auditor: reads everything, changes nothing"),
+]
+
+
+class MemberForm(forms.Form):
+    """Invites an existing portal user (by user name or email address) to the team."""
+
+    username = forms.CharField(
+        label="User name or email address",
+        max_length=254,
+        help_text="They join the team once they accept the invitation (valid "
+        f"{INVITATION_LIFETIME.days} days).",
+        error_messages={
+            "required": "Enter the user name or email address of an existing portal user.",
+            "max_length": "Use at most 254 characters (this has %(show_value)d).",
+        },
+    )
+    role = forms.ChoiceField(label="Role", choices=ROLE_CHOICES)
+
+
+class RoleForm(forms.Form):
+    role = forms.ChoiceField(label="Role", choices=ROLE_CHOICES)
+
+
+class CredentialsForm(forms.Form):
+    region = forms.ChoiceField(
+        label="Region", choices=[(region, region) for region in OUTSCALE_REGIONS]
+    )
+    endpoint = forms.URLField(
+        label="API endpoint",
+        required=False,
+        max_length=255,
+        assume_scheme="https",
+        help_text="Leave empty for https://api.{region}.outscale.com/api/v1.",
+    )
+    access_key = forms.CharField(label="Access key", max_length=64, strip=True)
+    secret_key = forms.CharField(
+        label="Secret key",
+        max_length=128,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        help_text="Stored encrypted; never shown again. Enter it again to replace it.",
+    )
+
+    def clean_endpoint(self) -> str:
+        endpoint: str = self.cleaned_data["endpoint"]
+        if not endpoint:
+            return ""
+        # The operators' pre-signed URLs are sent there: the outbound guard decides.
+        try:
+            return api_endpoint_check(endpoint)
+        except DestinationRefused as refusal:
+            raise forms.ValidationError(str(refusal), code="destination_refused") from None
+
+    def clean_access_key(self) -> str:
+        key: str = self.cleaned_data["access_key"]
+        if not key.isascii() or not key.isalnum():
+            raise forms.ValidationError(
+                "An access key has letters and digits only; copy it again.", code="bad_key"
+            )
+        return key
+
+    def clean_secret_key(self) -> str:
+        secret: str = self.cleaned_data["secret_key"]
+        if not secret.isascii() or any(char.isspace() or not char.isprintable() for char in secret):
+            raise forms.ValidationError(
+                "A secret key has no spaces or control characters; copy it again.",
+                code="bad_secret",
+            )
+        return secret
