@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/portal
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run test lint types pytest bench reliability clean screenshots
+.PHONY: run test lint imports types migrations pytest bench reliability clean screenshots
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,11 +22,21 @@ run: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+
+# The allowed arrows between the parts of importer/: the contracts are in pyproject.toml
+# ([tool.importlinter]) and drawn in docs/ARCHITECTURE.md.
+imports: $(VENV)/.installed
+	$(VENV)/bin/lint-imports
 
 # mypy's Django plugin loads the settings, and the tests run on the local defaults: both mean
 # DEBUG=1 (the settings default to production, DEBUG=0, so that a forgotten variable fails closed).
 types: $(VENV)/.installed
 	DEBUG=$${DEBUG:-1} $(VENV)/bin/mypy snapshots_portal importer sandbox
+
+# A model change without its migration fails here, not on the next deploy.
+migrations: $(VENV)/.installed
+	DEBUG=$${DEBUG:-1} $(PY) manage.py makemigrations --check --dry-run
 
 pytest: $(VENV)/.installed
 	DEBUG=$${DEBUG:-1} \
@@ -34,7 +44,7 @@ pytest: $(VENV)/.installed
 	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \
 	$(PY) scripts/run_tests.py $(PYTEST_ARGS)
 
-test: lint types pytest
+test: lint types migrations pytest
 
 # Reliability and security scenarios at full size (about 10 minutes): the figures are printed and
 # written to docs/RELIABILITY.md; exits non-zero when one misses its target. Needs redis-server and

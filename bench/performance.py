@@ -166,7 +166,7 @@ def poll_section(env: Any, args: argparse.Namespace, results: Results) -> None:
 
     from bench import scenarios
     from bench.load import run_load
-    from importer.imports.listing import job_version
+    from importer.core.pages import version as job_version
     from importer.imports.models import ImportJob
 
     section = "Progress polling"

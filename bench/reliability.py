@@ -483,7 +483,7 @@ def write_document(path: Path, results: Results, args: argparse.Namespace, minut
         f"{'every crafted' if not args.destination_values else args.destination_values} "
         "hostile value(s) per person-chosen destination.",
         f"- Verdict: {'every target met' if not missed else 'MISSED: ' + '; '.join(f.name for f in missed)}.",  # noqa: E501
-        "- A short version of each scenario runs in CI: `tests/test_reliability.py`.",
+        "- A short version of each scenario runs in CI: `tests/jobs/test_reliability.py`.",
         "- Reproduce: `make reliability` (after `make test`'s install step; needs redis-server "
         "and PostgreSQL's server binaries). One scenario alone: `.venv/bin/python -m "
         "bench.reliability --only kill` (or redis, postgres, faults, hostile, destinations, "

@@ -1,7 +1,8 @@
 """The reliability scenarios, each against the real parts, each returning what it measured.
 
-`make reliability` runs them at full size (bench/reliability.py); tests/test_reliability.py runs
-a short version of each on every CI run. Every scenario is bounded in time and stays on 127.0.0.1.
+`make reliability` runs them at full size (bench/reliability.py);
+tests/jobs/test_reliability.py runs a short version of each on every CI run. Every scenario is
+bounded in time and stays on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -33,15 +34,10 @@ from bench.stack import (
     wait_worker,
 )
 from importer.imports import services as import_services
-from importer.imports.services import (
-    LOST_IN_QUEUE_AFTER,
-    MAX_SUBMIT_ATTEMPTS,
-    STUCK_SUBMITTING_AFTER,
-    UNTAGGED_AFTER,
-    imports_sweep,
-)
+from importer.imports.services import UNTAGGED_AFTER, imports_sweep
+from importer.jobs.retry import LOST_IN_QUEUE_AFTER, MAX_SUBMIT_ATTEMPTS, STUCK_SUBMITTING_AFTER
 from importer.notifications.models import TeamWebhook
-from importer.presigned.fetch import inspect_presigned_url
+from importer.presigned.fetch import read_object_head
 from importer.transfers.services import find_exported_object
 
 GIB = 1024**3
@@ -852,7 +848,7 @@ def hostile_settings() -> Iterator[None]:
     from bench.hostile import EXTRA_HOSTS
 
     saved = (settings.PORTAL_ALLOW_HTTP_URLS, settings.PORTAL_URL_HOSTS)
-    defaults = inspect_presigned_url.__kwdefaults__ or {}
+    defaults = read_object_head.__kwdefaults__ or {}
     saved_resolver = defaults.get("resolver")
     saved_enqueue = import_services.import_enqueue
     settings.PORTAL_ALLOW_HTTP_URLS = False
@@ -1289,7 +1285,7 @@ def destination_settings(listeners: Listeners, dns: FakeDns, *, local_run: bool)
             ],
             "OSC_ENDPOINT_API": "https://api.eu-west-2.outscale.com/api/v1",
         }
-    defaults = inspect_presigned_url.__kwdefaults__ or {}
+    defaults = read_object_head.__kwdefaults__ or {}
     saved_resolver = defaults.get("resolver")
     saved_enqueue = import_services.import_enqueue
     for name, value in values.items():

@@ -4,6 +4,7 @@ Redis, the sandbox, gunicorn and Celery workers. Every process is started and st
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import platform
@@ -26,6 +27,9 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
+
+STOP_SECONDS = 20.0  # a warm shutdown finishes its task first; then SIGKILL
+KILL_SECONDS = 10.0
 
 
 def free_port() -> int:
@@ -89,6 +93,72 @@ def children(pid: int) -> list[int]:
     return [int(child) for child in text.split()]
 
 
+# --- Process groups -----------------------------------------------------------------------
+# Each process started here leads a process group, ended as a whole: what it started (pool children,
+# embedded beat, gunicorn's workers) ends with it, as in tests/support/workers.py. Outside the
+# terminal's group they miss its Ctrl-C: what still runs when the bench exits is ended at exit.
+_started: list[subprocess.Popen[bytes]] = []
+
+
+def _group_alive(group: int) -> bool:
+    """Whether process group `group` has a live member (a zombie has ended already)."""
+    for stat_path in Path("/proc").glob("[0-9]*/stat"):
+        with suppress(OSError):  # gone meanwhile
+            stat = stat_path.read_text()
+            # The command name, in parentheses, may hold spaces: fields start after the last ")".
+            state, _ppid, member_of = stat[stat.rindex(")") + 2 :].split()[:3]
+            if int(member_of) == group and state not in {"Z", "X"}:
+                return True
+    return False
+
+
+def end_group(group: int, *, timeout: float = STOP_SECONDS) -> None:
+    """SIGTERM to every process of `group`, then SIGKILL to those still there after `timeout`."""
+    # Linux does not reuse a pid while it is a group's id: this signals no other group.
+    for sig, seconds in ((signal.SIGTERM, timeout), (signal.SIGKILL, KILL_SECONDS)):
+        if not _group_alive(group):
+            return
+        with suppress(ProcessLookupError):
+            os.killpg(group, sig)
+        deadline = time.monotonic() + seconds
+        while _group_alive(group) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    if _group_alive(group):
+        raise RuntimeError(f"process group {group} survived SIGKILL")
+
+
+def start_in_group(
+    command: list[str], *, env: dict[str, str] | None = None, log_path: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """Starts `command` in ROOT, leading a new process group; its output goes to `log_path`."""
+    stderr = subprocess.STDOUT if log_path else None  # without a log, errors reach the terminal
+    with open(log_path or os.devnull, "wb") as log:  # the child keeps its own copy
+        process = subprocess.Popen(  # noqa: S603 - the bench's own commands
+            command, cwd=ROOT, env=env, stdout=log, stderr=stderr, start_new_session=True
+        )
+    _started.append(process)
+    return process
+
+
+def stop_in_group(
+    process: subprocess.Popen[bytes], *, kill: bool = False, timeout: float = STOP_SECONDS
+) -> None:
+    """Ends `process` and its group. kill: SIGKILL the main process first, as a crash would."""
+    if kill and process.poll() is None:
+        process.kill()
+    end_group(process.pid, timeout=timeout)
+    process.wait(timeout=KILL_SECONDS)  # it has exited with its group: collects its status
+    with suppress(ValueError):
+        _started.remove(process)
+
+
+@atexit.register
+def _end_leftovers() -> None:
+    for process in list(_started):
+        with suppress(RuntimeError, subprocess.TimeoutExpired):
+            stop_in_group(process, timeout=5.0)
+
+
 # --- Redis --------------------------------------------------------------------------------
 
 
@@ -103,15 +173,14 @@ class RedisServer:
     def start(self) -> None:
         command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
         command += ["--save", "", "--appendonly", "no"]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL)  # noqa: S603
+        self.process = start_in_group(command)
         import redis
 
         wait_for(lambda: redis.Redis(port=self.port, socket_timeout=1).ping(), seconds=20)
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=20)
+        if self.process:
+            stop_in_group(self.process)
         self.process = None
 
 
@@ -275,18 +344,11 @@ class Process:
             return ""
 
     def kill(self) -> None:
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        stop_in_group(self.process, kill=True)
 
     def stop(self) -> None:
-        if self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        """A warm shutdown of the group, also after the main process exited (its children)."""
+        stop_in_group(self.process)
 
 
 _worker_serial = 0
@@ -315,13 +377,7 @@ def start_worker(
     full_env = {**os.environ, **env, "DJANGO_SETTINGS_MODULE": "snapshots_portal.settings"}
     if kill_dir is not None:
         full_env["BENCH_KILL_DIR"] = str(kill_dir)
-    worker = Process(
-        subprocess.Popen(  # noqa: S603
-            command, cwd=ROOT, env=full_env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT
-        ),
-        log_path,
-        name,
-    )
+    worker = Process(start_in_group(command, env=full_env, log_path=log_path), log_path, name)
     if wait:
         wait_worker(worker)
     return worker
@@ -350,13 +406,7 @@ def start_gunicorn(log_dir: Path, env: dict[str, str], *, workers: int = 4) -> t
     # Its own control socket: the default path is shared by every gunicorn of this user.
     command += ["--control-socket", str(log_dir / f"gunicorn-{port}.ctl")]
     full_env = {**os.environ, **env, "DJANGO_SETTINGS_MODULE": "bench.settings"}
-    web = Process(
-        subprocess.Popen(  # noqa: S603
-            command, cwd=ROOT, env=full_env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT
-        ),
-        log_path,
-        "gunicorn",
-    )
+    web = Process(start_in_group(command, env=full_env, log_path=log_path), log_path, "gunicorn")
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: requests.get(f"{base}/bench/trivial", timeout=2).ok, seconds=60)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.urls import include, path
 
 urlpatterns = [
-    path("", include("importer.jobs.urls")),
+    path("", include("importer.ops.urls")),
     path("", include("importer.imports.urls")),
     path("", include("importer.teams.urls")),
     path("", include("importer.audit.urls")),

@@ -21,16 +21,13 @@ from importer.audit.models import (
     HashAlgorithm,
     UnverifiableEntry,
 )
-from importer.core.redaction import redact_text
+from importer.core.redaction import REDACTED, redact_text
 
 if TYPE_CHECKING:
     from django.contrib.auth.base_user import AbstractBaseUser
     from django.contrib.auth.models import AnonymousUser
 
     from importer.teams.models import Team
-
-
-REDACTED = "[redacted]"
 
 
 # Any key containing one of these (lower case, "-" read as "_") has its value replaced whole.

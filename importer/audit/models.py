@@ -137,7 +137,6 @@ class AuditEvent(models.Model):
     objects = AuditEventManager()
 
     class Meta:
-        app_label = "importer"
         ordering = ["-at", "-id"]
         indexes = [
             models.Index(fields=["team", "-at"], name="audit_team_at_idx"),
@@ -204,7 +203,6 @@ class LoginFailureTally(models.Model):
     )
 
     class Meta:
-        app_label = "importer"
         constraints = [
             models.UniqueConstraint(fields=["address", "minute"], name="login_tally_once_a_minute")
         ]

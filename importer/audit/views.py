@@ -1,22 +1,22 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
 from typing import Any
 
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
-from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from importer.audit.addresses import client_ip
-from importer.audit.chain import record
+from importer.audit.downloads import audited_csv
 from importer.audit.forms import AuditFilterForm
 from importer.audit.models import AuditAction, AuditEvent
-from importer.core.pages import CSV_CHUNK, _csv_response, _day_start, _paged
-from importer.teams.models import Membership
-from importer.teams.permissions import READERS_OF_HISTORY, actor, current_team, require_role
+from importer.core.pages import CSV_CHUNK, filtered, paged
+from importer.teams.models import READERS_OF_HISTORY, Membership
+from importer.teams.permissions import current_team, require_role
+
+# The filter form's fields, and what each looks for.
+AUDIT_FILTERS = {"actor": "actor_name", "action": "action", "q": "target__icontains"}
 
 
 def _audit_events(request: HttpRequest, form: AuditFilterForm) -> QuerySet[AuditEvent]:
@@ -32,17 +32,7 @@ def _audit_events(request: HttpRequest, form: AuditFilterForm) -> QuerySet[Audit
         Q(team=team) | (Q(team__isnull=True, actor_id__isnull=False) & Exists(member_since))
     )
     if form.is_valid():
-        data = form.cleaned_data
-        if data["actor"]:
-            events = events.filter(actor_name=data["actor"])
-        if data["action"]:
-            events = events.filter(action=data["action"])
-        if data["since"]:
-            events = events.filter(at__gte=_day_start(data["since"]))
-        if data["until"]:
-            events = events.filter(at__lt=_day_start(data["until"]) + timedelta(days=1))
-        if data["q"]:
-            events = events.filter(target__icontains=data["q"])
+        events = filtered(events, form.cleaned_data, AUDIT_FILTERS, day_field="at")
     return events.order_by("-at", "-id")
 
 
@@ -53,38 +43,31 @@ def audit_log(request: HttpRequest) -> HttpResponse:
     context = {
         "form": form,
         "actions": AuditAction.choices,
-        **_paged(request, _audit_events(request, form)),
+        **paged(request, _audit_events(request, form)),
     }
     return render(request, "audit/audit_log.html", context)
+
+
+AUDIT_COLUMNS = ["id", "at", "who", "action", "target", "ip", "details", "hash"]
+
+
+def _audit_lines(events: QuerySet[AuditEvent]) -> Iterator[list[Any]]:
+    yield AUDIT_COLUMNS
+    for event in events.iterator(chunk_size=CSV_CHUNK):
+        yield [
+            event.pk,
+            event.at.isoformat(),
+            event.actor_name,
+            event.action,
+            event.target,
+            event.ip or "",
+            event.details,
+            event.hash,
+        ]
 
 
 @require_role(*READERS_OF_HISTORY)
 @require_GET
 def audit_log_csv(request: HttpRequest) -> StreamingHttpResponse:
-    form = AuditFilterForm(request.GET or None)
-    events = _audit_events(request, form)
-    record(
-        action=AuditAction.CSV_EXPORT,
-        actor=actor(request),
-        team=current_team(request),
-        target="audit log",
-        ip=client_ip(request),
-        details={"filters": request.GET.dict()},
-    )
-
-    def lines() -> Iterator[list[Any]]:
-        yield ["id", "at", "who", "action", "target", "ip", "details", "hash"]
-        for event in events.iterator(chunk_size=CSV_CHUNK):
-            yield [
-                event.pk,
-                event.at.isoformat(),
-                event.actor_name,
-                event.action,
-                event.target,
-                event.ip or "",
-                event.details,
-                event.hash,
-            ]
-
-    stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
-    return _csv_response(lines(), f"audit-{stamp}.csv")
+    events = _audit_events(request, AuditFilterForm(request.GET or None))
+    return audited_csv(request, target="audit log", lines=_audit_lines(events), name="audit")

@@ -2,8 +2,24 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, quote, unquote
+
+from importer.core.net.guard import NETLOC_CHARS
+
+# What stands in for a removed secret.
+REDACTED = "[redacted]"
+
+
+# OUTSCALE API error texts have always said "[REDACTED]": the same marker, upper-cased, so that
+# the errors stored on job rows and the new ones read alike.
+API_REDACTED = REDACTED.upper()
+
+
+# What stands in for a whole URL that could not be taken apart.
+REDACTED_URL = "[redacted URL]"
+
 
 _SCHEME_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]{0,15})://")
 
@@ -31,7 +47,7 @@ def redact_url(raw: str) -> str:
         return _redact_url(str(raw))
     except Exception:
         # Redaction runs inside logging and error paths: it must never raise.
-        return "[redacted URL]"
+        return REDACTED_URL
 
 
 def _redact_url(raw: str) -> str:
@@ -47,14 +63,14 @@ def _redact_url(raw: str) -> str:
     prefix = f"{scheme}://" if scheme else ""
     safe_host = quote(host.lower()[:255], safe=":[].-_")
     if _looks_secret(remainder):
-        return f"{prefix}{safe_host}/[redacted]"
+        return f"{prefix}{safe_host}/{REDACTED}"
     safe_path = quote(slash + path, safe="/%:!$'()*+,;=-._~")
     if len(safe_path) > _MAX_REDACTED_PATH:
         safe_path = safe_path[:_MAX_REDACTED_PATH] + "..."
     suffix = ""
     if query_sep:
         expires_at = expiry_of(query)
-        suffix = f"?expires={iso(expires_at)}" if expires_at else "?[redacted]"
+        suffix = f"?expires={iso(expires_at)}" if expires_at else f"?{REDACTED}"
     return f"{prefix}{safe_host}{safe_path}{suffix}"
 
 
@@ -93,7 +109,7 @@ def redact_text(text: str) -> str:
     """Redact pre-signed URLs and stray signature parameters inside free text."""
     try:
         redacted = _URL_IN_TEXT_RE.sub(_redact_url_match, text)
-        return _SECRET_PARAM_RE.sub(lambda m: f"{m[1]}{m[2]}[redacted]", redacted)
+        return _SECRET_PARAM_RE.sub(lambda m: f"{m[1]}{m[2]}{REDACTED}", redacted)
     except Exception:
         return "[text redacted: it could not be checked for secrets]"
 
@@ -107,6 +123,54 @@ def _redact_url_match(match: re.Match[str]) -> str:
     if not any(name in lowered for name in _SECRET_PARAMS) and "@" not in authority:
         return url
     return redact_url(stripped) + trailing
+
+
+# A URL with a query string: the query of a pre-signed URL carries its signature.
+_URL_QUERY_RE = re.compile(r"(?P<base>https?://[^\s?#\"'<>]*)\?[^\s#\"'<>]*", re.IGNORECASE)
+
+
+# Signature-bearing parameters seen outside a URL (an echoed fragment, a URL-encoded URL). The
+# value runs to the next space or '&', so a marker already in place is replaced by itself: the
+# text comes out the same however often it passes (an error is redacted again when unpickled).
+_SIGNATURE_PARAM_RE = re.compile(
+    r"(?P<key>(?:x-amz-signature|x-amz-credential|x-amz-security-token|signature"
+    r"|awsaccesskeyid)(?:=|%3D))[^&\s\"'<>]+",
+    re.IGNORECASE,
+)
+
+
+def redact_strictly(text: str, secrets: Sequence[str] = ()) -> str:
+    """Remove every URL query string, signature parameters and the given secrets from `text`.
+
+    For text a third party wrote (an API's error details), where any query may hold a secret;
+    `redact_text` instead keeps unsigned URLs and shows a signed URL's expiry.
+    """
+    for secret in secrets:
+        # Short values would blank out ordinary words; real secrets are long.
+        if len(secret) >= 8:
+            text = text.replace(secret, API_REDACTED)
+    text = _URL_QUERY_RE.sub(lambda m: f"{m.group('base')}?{API_REDACTED}", text)
+    return _SIGNATURE_PARAM_RE.sub(lambda m: f"{m.group('key')}{API_REDACTED}", text)
+
+
+def redact_destination(raw: str) -> str:
+    """What may be shown of a person-chosen URL: scheme, host and port, never path or query.
+
+    Webhook URLs of chat services carry their token in the path; nothing after the host is
+    kept. Never raises (it runs in error paths).
+    """
+    try:
+        scheme, sep, rest = raw.strip().partition("://")
+        if not sep:
+            return REDACTED_URL
+        authority = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+        host = authority.rpartition("@")[2]
+        if not host or any(char not in NETLOC_CHARS and char not in "[]:" for char in host):
+            return REDACTED_URL
+        tail = f"/{REDACTED}" if rest[len(authority) :].strip("/") else ""
+        return f"{scheme.lower()[:10]}://{host.lower()[:255]}{tail}"
+    except Exception:
+        return REDACTED_URL
 
 
 class SignatureRedactingFilter(logging.Filter):

@@ -116,11 +116,10 @@ class ImportSnapshotForm(SnapshotTextForm):
         help_text="Asks the API whether this import would be allowed, without importing.",
     )
 
-    def __init__(self, *args: Any, inspect: bool = True, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.parsed_url: PresignedUrl | None = None
         self.inspection: Inspection | None = None
-        self._inspect = inspect
 
     def clean_presigned_url(self) -> str:
         raw: str = self.cleaned_data["presigned_url"]
@@ -151,7 +150,7 @@ class ImportSnapshotForm(SnapshotTextForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
-        if self.parsed_url is not None and self._inspect:
+        if self.parsed_url is not None:
             self.inspection = fetch.inspect_presigned_url(self.parsed_url, policy=url_policy())
             if self.inspection.refusal:
                 self.add_error("presigned_url", self.inspection.refusal)
@@ -174,16 +173,6 @@ class ImportSnapshotForm(SnapshotTextForm):
         """The uncompressed size the inspection found, when it could tell."""
         info = self.inspection.info if self.inspection else None
         return info.suggested_size if info else None
-
-
-HISTORY_SORTS = {
-    "-created": ("-created_at", "-id"),
-    "created": ("created_at", "id"),
-    "name": ("name", "id"),
-    "-name": ("-name", "-id"),
-    "-size": ("-snapshot_size", "-id"),
-    "size": ("snapshot_size", "id"),
-}
 
 
 class HistoryFilterForm(forms.Form):

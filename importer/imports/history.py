@@ -5,24 +5,26 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
-from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from importer.audit.addresses import client_ip
-from importer.audit.chain import record
-from importer.audit.models import AuditAction
-from importer.core.pages import CSV_CHUNK, _csv_response, _paged
+from importer.audit.downloads import audited_csv
+from importer.core.pages import CSV_CHUNK, paged
 from importer.imports.forms import HistoryFilterForm
 from importer.imports.models import ImportJobQuerySet
-from importer.imports.selectors import _history_jobs
-from importer.teams.permissions import READERS_OF_HISTORY, actor, current_team, require_role
+from importer.imports.selectors import history_jobs
+from importer.teams.models import READERS_OF_HISTORY
+from importer.teams.permissions import require_role
 
 
 @require_role(*READERS_OF_HISTORY)
 @require_GET
 def history(request: HttpRequest) -> HttpResponse:
     form = HistoryFilterForm(request.GET or None)
-    context = {"form": form, **_paged(request, _history_jobs(request, form))}
+    jobs = history_jobs(request, form.cleaned_data if form.is_valid() else None)
+    context = {
+        "form": form,
+        **paged(request, jobs),
+    }
     return render(request, "imports/history.html", context)
 
 
@@ -70,14 +72,5 @@ def _history_lines(jobs: ImportJobQuerySet) -> Iterator[list[Any]]:
 @require_GET
 def history_csv(request: HttpRequest) -> StreamingHttpResponse:
     form = HistoryFilterForm(request.GET or None)
-    team = current_team(request)
-    record(
-        action=AuditAction.CSV_EXPORT,
-        actor=actor(request),
-        team=team,
-        target="history",
-        ip=client_ip(request),
-        details={"filters": request.GET.dict()},
-    )
-    stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
-    return _csv_response(_history_lines(_history_jobs(request, form)), f"imports-{stamp}.csv")
+    jobs = history_jobs(request, form.cleaned_data if form.is_valid() else None)
+    return audited_csv(request, target="history", lines=_history_lines(jobs), name="imports")

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from django.db.models import Q
 from django.http import QueryDict
@@ -12,9 +12,11 @@ from importer.core.pages import EPOCH
 from importer.imports.models import TERMINAL_STATES, ImportJob, ImportJobQuerySet, JobState
 from importer.outscale.resources import Snapshot
 
-# A poll names at most this many rows: more than a page ever holds in flight.
 PAGE_SIZE = 25
 SORTS = {"newest": "Newest first", "oldest": "Oldest first"}
+
+
+# A poll names at most this many rows: more than a page ever holds in flight.
 MAX_POLLED_ROWS = 200
 
 
@@ -30,11 +32,6 @@ STATE_FILTERS = {
     "completed": "Completed",
     "error": "Failed",
 }
-
-
-def job_version(job: ImportJob) -> int:
-    """`updated_at` in whole microseconds: what the page last saw of a row, compared exactly."""
-    return (job.updated_at - EPOCH) // timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)
@@ -229,7 +226,9 @@ class Page:
     older: str
 
 
-def _page(jobs: ImportJobQuerySet, snapshots: Sequence[Snapshot], listing: Listing) -> Page:
+def dashboard_page(
+    jobs: ImportJobQuerySet, snapshots: Sequence[Snapshot], listing: Listing
+) -> Page:
     limit = PAGE_SIZE + 1
     merged = _job_rows(jobs, listing, limit) + _snapshot_rows(snapshots, jobs, listing, limit)
     merged.sort(key=lambda row: row.sort_key, reverse=listing.descending)
@@ -249,5 +248,5 @@ def _page(jobs: ImportJobQuerySet, snapshots: Sequence[Snapshot], listing: Listi
     )
 
 
-def _in_flight(rows: Iterable[Row]) -> bool:
+def in_flight(rows: Iterable[Row]) -> bool:
     return any(row.job is not None and not row.job.is_terminal for row in rows)

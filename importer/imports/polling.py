@@ -1,24 +1,25 @@
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from celery.exceptions import SoftTimeLimitExceeded
 from django.db import transaction
 from django.utils import timezone
 
 from importer.core.crypto import DecryptionError
 from importer.imports.models import ImportJob, ImportJobEvent, JobState
-from importer.imports.services import logger
 from importer.jobs.models import clip_text, note_once
+from importer.jobs.polling import (
+    POLL_TEAM_BUDGET_SECONDS,
+    VANISHED_GRACE,
+    by_team,
+    poll_failed,
+    poll_isolated,
+)
 from importer.outscale import accounts
 from importer.outscale.errors import OscApiError
 from importer.outscale.paginator import Listing, pages_for, read_snapshots_bounded
 from importer.outscale.resources import Snapshot
-
-# The API may not list a snapshot for a moment after creating it.
-VANISHED_GRACE = timedelta(minutes=2)
 
 
 @dataclass(frozen=True)
@@ -32,17 +33,6 @@ class PollSummary:
     truncated_teams: int = 0
 
 
-# No new page after this long for one team: a slow account must leave time for the others.
-POLL_TEAM_BUDGET_SECONDS = 30.0
-
-
-# What the jobs' pages say when their team's poll fails on something unforeseen.
-POLL_FAILED_UNEXPECTEDLY = (
-    "Following progress failed on an unexpected error (logged for the operators); "
-    "the portal keeps trying."
-)
-
-
 def imports_poll(*, now: datetime | None = None) -> PollSummary:
     """One poll cycle: every in-flight job, per team, in as few ReadSnapshots calls as possible.
 
@@ -50,12 +40,7 @@ def imports_poll(*, now: datetime | None = None) -> PollSummary:
     its jobs when someone can act on it) and the others are polled all the same.
     """
     now = now or timezone.now()
-    by_team: dict[int, list[ImportJob]] = {}
-    for job in ImportJob.objects.in_flight().select_related("team"):
-        by_team.setdefault(job.team_id, []).append(job)
-    teams = list(by_team.values())
-    # A team whose API is slow must not always go first and use up the task's time.
-    random.shuffle(teams)
+    teams = by_team(ImportJob.objects.in_flight().select_related("team"))
     summaries = [_poll_team_isolated(jobs, now=now) for jobs in teams]
     return PollSummary(
         followed=sum(summary.followed for summary in summaries),
@@ -68,33 +53,12 @@ def imports_poll(*, now: datetime | None = None) -> PollSummary:
 
 
 def _poll_team_isolated(jobs: list[ImportJob], *, now: datetime) -> PollSummary:
-    try:
-        return _poll_team(jobs, now=now)
-    except SoftTimeLimitExceeded:
-        raise  # the task's time is up: stop here, the next cycle starts over
-    except Exception:
-        logger.exception(
-            "Polling %d imports of team %s failed; the other teams go on",
-            len(jobs),
-            jobs[0].team.name,
-        )
-        _note_on_jobs(jobs, POLL_FAILED_UNEXPECTEDLY)
-        return PollSummary(followed=len(jobs), changed=0, finished=0, api_calls=0, failed_teams=1)
-
-
-def poll_problem(error: Exception) -> str:
-    """What a job's page says when its team's poll fails in a way someone must fix."""
-    if isinstance(error, OscApiError):
-        label = " ".join(part for part in (error.code, error.type) if part)
-        label = label or f"HTTP {error.http_status}"
-        # No details or request id: the same problem reads the same on every cycle.
-        return (
-            f"Following progress failed: the API refused {error.action} ({label}). A team "
-            "admin can check the team's credentials and endpoint; the portal keeps trying."
-        )
-    return (
-        f"Following progress failed: {error}. A team admin can set the team's credentials "
-        "again; the portal keeps trying."
+    return poll_isolated(
+        jobs,
+        lambda: _poll_team(jobs, now=now),
+        what="imports",
+        failed=PollSummary(followed=len(jobs), changed=0, finished=0, api_calls=0, failed_teams=1),
+        note=_note_on_jobs,
     )
 
 
@@ -110,10 +74,7 @@ def _poll_team(jobs: list[ImportJob], *, now: datetime) -> PollSummary:
             budget_seconds=POLL_TEAM_BUDGET_SECONDS,
         )
     except (OscApiError, ValueError, DecryptionError) as error:
-        # Never give up on an import because one poll failed: the next cycle asks again.
-        logger.warning("Polling %d imports failed, will try again: %s", len(jobs), error)
-        if not (isinstance(error, OscApiError) and error.transient):
-            _note_on_jobs(jobs, poll_problem(error))
+        poll_failed(jobs, error, what="imports", note=_note_on_jobs)
         return PollSummary(
             followed=len(jobs), changed=0, finished=0, api_calls=listing.pages, failed_teams=1
         )

@@ -3,18 +3,18 @@ from __future__ import annotations
 import hashlib
 import threading
 import uuid
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache as django_cache
 from django.db.models import Q
 from django.http import Http404, HttpRequest
 
-from importer.core.pages import _day_start
-from importer.imports.forms import HISTORY_SORTS, HistoryFilterForm
+from importer.core.pages import filtered
 from importer.imports.models import ImportJob, ImportJobQuerySet
 from importer.imports.services import logger
 from importer.outscale import accounts
@@ -179,19 +179,26 @@ def get_job_for_user(request: HttpRequest, job_id: uuid.UUID | str) -> ImportJob
     return job
 
 
-def _history_jobs(request: HttpRequest, form: HistoryFilterForm) -> ImportJobQuerySet:
+# History's orders, by the sort filter's value.
+HISTORY_SORTS = {
+    "-created": ("-created_at", "-id"),
+    "created": ("created_at", "id"),
+    "name": ("name", "id"),
+    "-name": ("-name", "-id"),
+    "-size": ("-snapshot_size", "-id"),
+    "size": ("snapshot_size", "id"),
+}
+
+
+# The history filter form's exact fields, and what each looks for (its search is below).
+HISTORY_FILTERS = {"user": "submitted_by__username", "state": "state"}
+
+
+def history_jobs(request: HttpRequest, data: Mapping[str, Any] | None) -> ImportJobQuerySet:
     jobs = jobs_of_current_team(request).select_related("submitted_by")
-    if not form.is_valid():
+    if data is None:  # no filter, or one that is not valid: the whole history, newest first
         return jobs.order_by(*HISTORY_SORTS["-created"])
-    data = form.cleaned_data
-    if data["user"]:
-        jobs = jobs.filter(submitted_by__username=data["user"])
-    if data["state"]:
-        jobs = jobs.filter(state=data["state"])
-    if data["since"]:
-        jobs = jobs.filter(created_at__gte=_day_start(data["since"]))
-    if data["until"]:
-        jobs = jobs.filter(created_at__lt=_day_start(data["until"]) + timedelta(days=1))
+    jobs = filtered(jobs, data, HISTORY_FILTERS, day_field="created_at")
     if data["q"]:
         text = data["q"]
         jobs = jobs.filter(

@@ -5,7 +5,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
@@ -14,9 +13,13 @@ from importer.audit.chain import record
 from importer.audit.models import AuditAction
 from importer.core.crypto import DecryptionError, decrypt_text, encrypt_text
 from importer.core.net.guard import DestinationRefused, check_url
-from importer.imports.models import ImportJob, ImportJobEvent, JobState, TagState
+from importer.imports.models import ImportJob, ImportJobEvent, TagState
 from importer.jobs.queue import enqueue
-from importer.jobs.retry import TransientSubmitError, retry_delay
+from importer.jobs.retry import (
+    SWEEP_BATCH,
+    fail_or_requeue,
+    sweep_submissions,
+)
 from importer.outscale import accounts
 from importer.outscale.errors import OscApiError
 from importer.outscale.resources import Snapshot
@@ -27,24 +30,10 @@ from importer.teams.models import Team
 logger = logging.getLogger(__name__)
 
 
-MAX_SUBMIT_ATTEMPTS = 8
-
-
 MAX_TAG_ATTEMPTS = 5
 
 
-# A job queued this long past its due time was lost by the broker (or never reached it).
-LOST_IN_QUEUE_AFTER = timedelta(minutes=2)
-
-
-# Past the task's hard time limit the worker holding a claim is dead.
-STUCK_SUBMITTING_AFTER = timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
-
-
 UNTAGGED_AFTER = timedelta(minutes=5)
-
-
-SWEEP_BATCH = 500
 
 
 class TransientTagError(Exception):
@@ -83,23 +72,15 @@ def import_create(
             url_expires_at=url.expires_at,
             url_encrypted=encrypt_text(url.secret_url),
         )
-        ImportJobEvent.objects.create(
-            job=job,
-            state=JobState.QUEUED,
-            message=f"Submitted by {user.get_username()}" + (" as a dry run." if dry_run else "."),
-        )
-        record(
-            action=AuditAction.IMPORT_SUBMITTED,
+        job.record_creation(
+            AuditAction.IMPORT_SUBMITTED,
             actor=user,
-            team=team,
-            target=str(job.pk),
             ip=ip,
-            details={
-                "name": name,
-                "object": job.url_redacted,
-                "snapshot_size": snapshot_size,
-                "dry_run": dry_run,
-            },
+            message=f"Submitted by {user.get_username()}" + (" as a dry run." if dry_run else "."),
+            name=name,
+            object=job.url_redacted,
+            snapshot_size=snapshot_size,
+            dry_run=dry_run,
         )
         transaction.on_commit(lambda: import_enqueue(job_id=job.pk))
     return job
@@ -143,7 +124,7 @@ def import_submit(*, job_id: str) -> None:
         job.mark_failed(code="NoCredentials", type="PortalError", details=str(error))
         return
     except OscApiError as error:
-        _submit_failed(job, error)
+        fail_or_requeue(job, error)
         return
     if job.dry_run:
         job.mark_dry_run_passed(request_id=result.request_id)
@@ -159,32 +140,6 @@ def _accept(job: ImportJob, snapshot: Snapshot, *, request_id: str) -> None:
         request_id=request_id,
     ):
         transaction.on_commit(lambda: snapshot_tag_enqueue(job_id=job.pk))
-
-
-def _submit_failed(job: ImportJob, error: OscApiError) -> None:
-    if not error.transient:
-        job.mark_failed(
-            code=error.code or str(error.http_status or ""),
-            type=error.type,
-            details=error.details or str(error),
-            request_id=error.request_id,
-        )
-        return
-    if job.attempts >= MAX_SUBMIT_ATTEMPTS:
-        job.mark_failed(
-            code=error.code or str(error.http_status or ""),
-            type=error.type or "Unavailable",
-            details=f"Gave up after {job.attempts} attempts; last answer: {error}",
-            request_id=error.request_id,
-        )
-        return
-    delay = retry_delay(job.attempts)
-    job.requeue_after_transient_error(
-        summary=str(error),
-        request_id=error.request_id,
-        retry_at=timezone.now() + timedelta(seconds=delay),
-    )
-    raise TransientSubmitError(delay)
 
 
 def snapshot_tag_enqueue(*, job_id: uuid.UUID, countdown: float = 0) -> bool:
@@ -238,18 +193,9 @@ class SweepSummary:
 def imports_sweep(*, now: datetime | None = None) -> SweepSummary:
     """Re-sends what a dead worker or an unreachable broker lost. The row is the truth."""
     now = now or timezone.now()
-    resent = 0
-    lost = ImportJob.objects.lost_in_queue(now=now, after=LOST_IN_QUEUE_AFTER)
-    for job_id in list(lost.values_list("pk", flat=True)[:SWEEP_BATCH]):
-        if ImportJob.objects.filter(pk=job_id, state=JobState.QUEUED).update(enqueued_at=now):
-            resent += import_enqueue(job_id=job_id)
-    # After the lost ones, so that a job requeued just now is not sent twice.
-    stuck = 0
-    for job in ImportJob.objects.stuck_submitting(now=now, after=STUCK_SUBMITTING_AFTER)[
-        :SWEEP_BATCH
-    ]:
-        if job.requeue_stuck():
-            stuck += import_enqueue(job_id=job.pk)
+    resent, stuck = sweep_submissions(
+        ImportJob, lambda job_id: import_enqueue(job_id=job_id), now=now
+    )
     tags = 0
     untagged = ImportJob.objects.untagged(now=now, after=UNTAGGED_AFTER)
     for job_id in list(untagged.values_list("pk", flat=True)[:SWEEP_BATCH]):

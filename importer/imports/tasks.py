@@ -1,3 +1,9 @@
+"""The imports' Celery tasks: thin wrappers that take primary keys and call services.
+
+Every task is safe to run twice (claims are conditional updates) because `acks_late` means a
+task whose worker died is delivered again.
+"""
+
 from __future__ import annotations
 
 import logging
@@ -13,24 +19,23 @@ from importer.imports.services import (
     snapshot_tag,
 )
 from importer.jobs.retry import TransientSubmitError, retry_delay
+from importer.jobs.runners import periodic_task, row_task
 
-logger = logging.getLogger(__name__)
-
-
-@shared_task(
-    name="importer.tasks.submit_import",
-    bind=True,
-    ignore_result=True,
-    acks_late=True,
-    max_retries=None,
+submit_import = row_task(
+    "importer.tasks.submit_import",
+    lambda job_id: import_submit(job_id=job_id),
+    TransientSubmitError,
 )
-def submit_import(self: Task[[str], None], job_id: str) -> None:
-    try:
-        import_submit(job_id=job_id)
-    except TransientSubmitError as error:
-        # The job row is queued again and counts its attempts (bounded there); if this retry
-        # message is lost, the sweeper sends the job again.
-        raise self.retry(countdown=error.retry_in) from None
+poll_imports = periodic_task(
+    "importer.tasks.poll_imports", imports_poll, "Polled %s", lambda summary: summary.followed
+)
+sweep_imports = periodic_task(
+    "importer.tasks.sweep_imports",
+    imports_sweep,
+    "Sweeper re-sent work: %s",
+    lambda s: s.requeued_stuck or s.resent_queued or s.resent_tags,
+    logging.WARNING,
+)
 
 
 @shared_task(
@@ -41,22 +46,9 @@ def submit_import(self: Task[[str], None], job_id: str) -> None:
     max_retries=MAX_TAG_ATTEMPTS,
 )
 def tag_snapshot(self: Task[[str], None], job_id: str) -> None:
+    # Tagging is retried by Celery's own count: the job row does not count its tag attempts.
     final_attempt = self.request.retries >= MAX_TAG_ATTEMPTS
     try:
         snapshot_tag(job_id=job_id, final_attempt=final_attempt)
     except TransientTagError:
         raise self.retry(countdown=retry_delay(self.request.retries + 1)) from None
-
-
-@shared_task(name="importer.tasks.poll_imports", ignore_result=True)
-def poll_imports() -> None:
-    summary = imports_poll()
-    if summary.followed:
-        logger.info("Polled %s", summary)
-
-
-@shared_task(name="importer.tasks.sweep_imports", ignore_result=True)
-def sweep_imports() -> None:
-    summary = imports_sweep()
-    if any((summary.requeued_stuck, summary.resent_queued, summary.resent_tags)):
-        logger.warning("Sweeper re-sent work: %s", summary)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from typing import Any
 
 from django import forms
 from django.contrib import messages
@@ -9,7 +10,7 @@ from django.contrib.auth.decorators import login_required
 from django.core import signing
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError
-from django.http import Http404, HttpRequest, HttpResponse, QueryDict
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.utils import timezone
@@ -18,6 +19,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HTMX_STOP_POLLING
 
 from importer.audit.addresses import client_ip
+from importer.core.pages import polled_versions, version
 from importer.imports import services as imports_services
 from importer.imports.forms import ImportSnapshotForm
 from importer.imports.listing import (
@@ -25,11 +27,10 @@ from importer.imports.listing import (
     SORTS,
     STATE_FILTERS,
     Listing,
-    _in_flight,
-    _page,
-    job_version,
+    dashboard_page,
+    in_flight,
 )
-from importer.imports.models import ImportJob, ImportJobQuerySet, JobState
+from importer.imports.models import ImportJob, JobState
 from importer.imports.selectors import (
     get_job_for_user,
     jobs_for_user,
@@ -41,47 +42,17 @@ from importer.outscale.errors import OscApiError
 from importer.presigned import fetch
 from importer.presigned.policy import url_policy
 from importer.presigned.urls import PresignedUrlError, parse_presigned_url
-from importer.teams.models import Role, Team, TeamInvitation
+from importer.teams import permissions
+from importer.teams.models import IMPORTERS, Role, TeamInvitation
 from importer.teams.permissions import (
-    CHOOSE_TEAM_MESSAGE,
-    IMPORTERS,
-    NO_TEAM_MESSAGE,
     actor,
-    can_import,
     choose_team_url,
     current_team,
-    in_no_team,
     must_choose_team,
+    require_can_import,
     require_role,
+    required_team,
 )
-
-
-def _jobs_for_user(request: HttpRequest) -> ImportJobQuerySet:
-    """Every import of the user's teams: another team's job answers 404."""
-    return jobs_for_user(request)
-
-
-def _get_job_for_user(request: HttpRequest, job_id: uuid.UUID) -> ImportJob:
-    return get_job_for_user(request, job_id)
-
-
-def _current_team(request: HttpRequest) -> Team | None:
-    """The team whose account the dashboard lists and new imports go to."""
-    return current_team(request)
-
-
-def _can_import(request: HttpRequest) -> bool:
-    """Operators and team admins of the current team import; auditors only read."""
-    return can_import(request)
-
-
-def _require_import_permission(request: HttpRequest) -> None:
-    if in_no_team(request):
-        raise PermissionDenied(NO_TEAM_MESSAGE)
-    if must_choose_team(request):
-        raise PermissionDenied(CHOOSE_TEAM_MESSAGE)
-    if not _can_import(request):
-        raise PermissionDenied("You may not import snapshots.")
 
 
 def _dashboard_without_team(request: HttpRequest) -> HttpResponse:
@@ -98,24 +69,25 @@ def _dashboard_without_team(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def dashboard(request: HttpRequest) -> HttpResponse:
-    team = _current_team(request)
+    team = current_team(request)
     if team is None:
         return _dashboard_without_team(request)
     listing = Listing.from_query(request.GET)
     api = snapshots_for_dashboard(team=team)
     # The dashboard is one team's account: its snapshots and its imports.
     jobs = jobs_of_current_team(request)
-    page = _page(jobs, api.snapshots, listing)
+    page = dashboard_page(jobs, api.snapshots, listing)
     context = {
         "page": page,
         "listing": listing,
         "api": api,
         "state_filters": STATE_FILTERS,
         "sorts": SORTS,
-        "can_import": _can_import(request),
-        "form": ImportSnapshotForm(inspect=False),
+        # Through the module, as require_can_import reads it: one place to stub it in a test.
+        "can_import": permissions.can_import(request),
+        "form": ImportSnapshotForm(),
         **_form_key(request),
-        "in_flight": _in_flight(page.rows),
+        "in_flight": in_flight(page.rows),
         "sort_toggle": listing.link(sort="oldest" if listing.newest_first else "newest"),
         # At the top of the first page only: paging on through the listing costs no more.
         "invitations": TeamInvitation.objects.open_for(
@@ -123,18 +95,6 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         ),
     }
     return render(request, "imports/dashboard.html", context)
-
-
-def _polled_versions(query: QueryDict) -> dict[uuid.UUID, int]:
-    """`v=<job id>.<version>` pairs the page holds; anything malformed is ignored."""
-    versions: dict[uuid.UUID, int] = {}
-    for raw in query.getlist("v")[:MAX_POLLED_ROWS]:
-        job_id, _, version = raw.partition(".")
-        try:
-            versions[uuid.UUID(job_id)] = int(version)
-        except ValueError:
-            continue
-    return versions
 
 
 @login_required
@@ -145,13 +105,13 @@ def imports_poll(request: HttpRequest) -> HttpResponse:
 
     204: nothing changed. 286 (htmx: stop polling): none of the rows is in flight any more.
     """
-    versions = _polled_versions(request.GET)
+    versions = polled_versions(request.GET, "v", limit=MAX_POLLED_ROWS)
     detail = request.GET.get("view") == "detail"
-    polled = _jobs_for_user(request).select_related("submitted_by").filter(pk__in=versions)
+    polled = jobs_for_user(request).select_related("submitted_by").filter(pk__in=versions)
     if detail:
         polled = polled.prefetch_related("events")
     jobs = list(polled)
-    changed = [job for job in jobs if job_version(job) != versions[job.pk]]
+    changed = [job for job in jobs if version(job) != versions[job.pk]]
     found = {job.pk for job in jobs}
     gone = [job_id for job_id in versions if job_id not in found]
     still_in_flight = any(not job.is_terminal for job in jobs)
@@ -207,34 +167,44 @@ def _idempotency_key(request: HttpRequest) -> uuid.UUID | None:
         return None
 
 
+def _import_fields(form: ImportSnapshotForm) -> dict[str, Any]:
+    """What a valid import form asks `import_create` for."""
+    assert form.parsed_url is not None  # noqa: S101 - set by a valid form
+    data = form.cleaned_data
+    return {
+        "name": data["name"],
+        "description": data["description"],
+        "url": form.parsed_url,
+        "snapshot_size": data["snapshot_size"],
+        "dry_run": data["dry_run"],
+    }
+
+
+def _made_by_key(request: HttpRequest, key: uuid.UUID) -> ImportJob | None:
+    """The job this user's form already made under `key` (never someone else's)."""
+    return jobs_for_user(request).filter(pk=key, submitted_by=request.user.pk).first()
+
+
 def _create_once(
     request: HttpRequest, form: ImportSnapshotForm, key: uuid.UUID
 ) -> tuple[ImportJob, bool]:
     """Creates the job under the form's key; a repeated key gets the job it already made."""
-    existing = _jobs_for_user(request).filter(pk=key, submitted_by=request.user.pk).first()
+    existing = _made_by_key(request, key)
     if existing is not None:
         return existing, False
-    assert form.parsed_url is not None  # noqa: S101 - set by a valid form
-    team = _current_team(request)
+    team = current_team(request)
     if team is None:
         raise PermissionDenied("You belong to no team to import into.")
+    fields = _import_fields(form)
     try:
         job = import_create(
-            team=team,
-            user=request.user,  # type: ignore[arg-type]
-            name=form.cleaned_data["name"],
-            description=form.cleaned_data["description"],
-            url=form.parsed_url,
-            snapshot_size=form.cleaned_data["snapshot_size"],
-            dry_run=form.cleaned_data["dry_run"],
-            job_id=key,
-            ip=client_ip(request),
+            team=team, user=actor(request), job_id=key, ip=client_ip(request), **fields
         )
     except IntegrityError:
         if not ImportJob.objects.filter(pk=key).exists():
             raise  # not a repeated key: a real problem, not to be hidden
-        # The twin request won the insert; answer with its job (never someone else's).
-        existing = _jobs_for_user(request).filter(pk=key, submitted_by=request.user.pk).first()
+        # The twin request won the insert; answer with its job.
+        existing = _made_by_key(request, key)
         if existing is None:
             raise PermissionDenied("This form was already used.") from None
         return existing, False
@@ -252,7 +222,7 @@ def _form_context(
 def import_new(request: HttpRequest) -> HttpResponse:
     """The dialog's form over htmx, and the same form as a page without JavaScript."""
     in_dialog = bool(getattr(request, "htmx", False))
-    _require_import_permission(request)
+    require_can_import(request)
     form = ImportSnapshotForm(request.POST or None)
     key = _idempotency_key(request) if request.method == "POST" else None
     if request.method == "POST" and key is None:
@@ -269,7 +239,7 @@ def import_new(request: HttpRequest) -> HttpResponse:
 
 
 def _created_in_dialog(request: HttpRequest, job: ImportJob, *, created: bool) -> HttpResponse:
-    context = _form_context(request, ImportSnapshotForm(inspect=False), None, in_dialog=True)
+    context = _form_context(request, ImportSnapshotForm(), None, in_dialog=True)
     context.update({"job": job, "created": created})
     response = render(request, "imports/import_created.html", context)
     response["HX-Trigger"] = json.dumps({"portal:imported": {"job": str(job.pk)}})
@@ -280,7 +250,7 @@ def _created_in_dialog(request: HttpRequest, job: ImportJob, *, created: bool) -
 @require_POST
 def import_inspect(request: HttpRequest) -> HttpResponse:
     """Reads the object's first bytes and says what it is and what size to use."""
-    _require_import_permission(request)
+    require_can_import(request)
     raw = request.POST.get("presigned_url", "").strip()
     context: dict[str, object] = {}
     if not raw:
@@ -298,15 +268,14 @@ def import_inspect(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def import_detail(request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:
-    job = _get_job_for_user(request, job_id)
+    job = get_job_for_user(request, job_id)
     return render(request, "imports/import_detail.html", {"job": job})
 
 
 @require_role(Role.ADMIN)
 @require_POST
 def snapshot_delete(request: HttpRequest, snapshot_id: str) -> HttpResponse:
-    team = current_team(request)
-    assert team is not None  # noqa: S101 - require_role found a membership
+    team = required_team(request)
     try:
         imports_services.snapshot_delete(
             team=team, actor=actor(request), snapshot_id=snapshot_id, ip=client_ip(request)
@@ -330,16 +299,8 @@ def import_retry(request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:
     initial = {"name": job.name, "description": job.description, "snapshot_size": job.snapshot_size}
     form = ImportSnapshotForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
-        assert form.parsed_url is not None  # noqa: S101 - set by a valid form
         new_job = import_create(
-            team=job.team,
-            user=actor(request),
-            name=form.cleaned_data["name"],
-            description=form.cleaned_data["description"],
-            url=form.parsed_url,
-            snapshot_size=form.cleaned_data["snapshot_size"],
-            dry_run=form.cleaned_data["dry_run"],
-            ip=client_ip(request),
+            team=job.team, user=actor(request), ip=client_ip(request), **_import_fields(form)
         )
         messages.success(request, f"Import of {new_job.name} queued again with the new URL.")
         return redirect("import_detail", job_id=new_job.pk)

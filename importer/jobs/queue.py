@@ -11,9 +11,11 @@ import logging
 from celery import current_app
 from kombu.exceptions import OperationalError as BrokerError
 
-from importer.jobs.retry import PUBLISH_RETRY_POLICY
-
 logger = logging.getLogger(__name__)
+
+# Publishing must not hang a web request when the broker is down: one quick retry, then the
+# job stays queued in the database for the sweeper.
+PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5}
 
 
 def enqueue(task_name: str, *, row_id: object, countdown: float = 0) -> bool:

@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 def _encrypt_urls(apps: Any, schema_editor: Any) -> None:
     from importer.core.crypto import encrypt_text
-    from importer.core.net.guard import redact_destination
+    from importer.core.redaction import redact_destination
 
     TeamWebhook = apps.get_model("importer", "TeamWebhook")
     for webhook in TeamWebhook.objects.all():

@@ -30,7 +30,6 @@ class NotificationRequest(models.Model):
     notified_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        app_label = "importer"
         constraints = [
             models.UniqueConstraint(
                 fields=["user", "kind", "object_id"], name="notification_user_object_unique"
@@ -53,9 +52,6 @@ class TeamWebhook(models.Model):
     secret_encrypted = models.TextField()
     active = models.BooleanField(default=True)
     updated_at = models.DateTimeField(default=timezone.now)
-
-    class Meta:
-        app_label = "importer"
 
     def __str__(self) -> str:
         return f"webhook of {self.team_id}"
@@ -83,7 +79,6 @@ class WebhookDelivery(models.Model):
     delivered_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        app_label = "importer"
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["state", "next_attempt_at"], name="delivery_due_idx")]
 

@@ -28,10 +28,9 @@ from importer.core.net.guard import (
     GuardRefusal,
     Policy,
     check_url,
-    redact_destination,
 )
 from importer.core.net.session import guarded_session
-from importer.core.redaction import redact_text
+from importer.core.redaction import redact_destination, redact_text
 from importer.imports.models import TERMINAL_STATES, ImportJob
 from importer.jobs.queue import enqueue
 from importer.jobs.retry import retry_delay
@@ -42,7 +41,6 @@ from importer.notifications.models import (
     TeamWebhook,
     WebhookDelivery,
 )
-from importer.outscale.endpoints import oos_endpoint_check
 from importer.teams.models import Team
 from importer.transfers.models import (
     COPY_TERMINAL_STATES,
@@ -114,20 +112,18 @@ def webhook_set(
     user: User,
     url: str,
     secret: str,
-    oos_endpoint: str,
     remove: bool = False,
     ip: str | None = None,
 ) -> None:
-    """Saves the team's webhook and OOS endpoint, both checked by the outbound guard.
+    """Saves the team's webhook, checked by the outbound guard, and audits the transfer settings.
 
-    An empty URL keeps the current webhook, unless ``remove``. Raises DestinationRefused.
+    An empty URL keeps the current webhook, unless ``remove``. Raises DestinationRefused. The
+    entry also names the team's OOS endpoint (`teams.services.oos_endpoint_set`), which the
+    settings page saves with it.
     """
     if url:
         webhook_url_check(url)
-    if oos_endpoint:
-        oos_endpoint_check(oos_endpoint)
     with transaction.atomic():
-        Team.objects.filter(pk=team.pk).update(oos_endpoint=oos_endpoint)
         if url:
             fields: dict[str, Any] = {
                 "url_encrypted": encrypt_text(url),
@@ -150,7 +146,7 @@ def webhook_set(
                 "webhook_url": redact_destination(url) if url else "",
                 "webhook_removed": bool(remove and not url),
                 "secret_changed": bool(secret),
-                "oos": oos_endpoint,
+                "oos": team.oos_endpoint,
             },
         )
     team.refresh_from_db()

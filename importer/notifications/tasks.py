@@ -1,9 +1,10 @@
+"""The notifications' Celery tasks: their own periodic dispatch and the webhook deliveries."""
+
 from __future__ import annotations
 
 import logging
 
-from celery import Task, shared_task
-
+from importer.jobs.runners import periodic_task, row_task
 from importer.notifications.services import (
     MAX_DELIVERY_ATTEMPTS,
     TransientDeliveryError,
@@ -12,33 +13,20 @@ from importer.notifications.services import (
     webhook_deliver,
 )
 
-logger = logging.getLogger(__name__)
-
-
-@shared_task(
-    name="importer.export_tasks.deliver_webhook",
-    bind=True,
-    ignore_result=True,
-    acks_late=True,
-    max_retries=MAX_DELIVERY_ATTEMPTS,
+deliver_webhook = row_task(
+    "importer.export_tasks.deliver_webhook",
+    lambda delivery_id: webhook_deliver(delivery_id=delivery_id),
+    TransientDeliveryError,
+    MAX_DELIVERY_ATTEMPTS,
 )
-def deliver_webhook(self: Task[[str], None], delivery_id: str) -> None:
-    try:
-        webhook_deliver(delivery_id=delivery_id)
-    except TransientDeliveryError as error:
-        raise self.retry(countdown=error.retry_in) from None
-
-
-@shared_task(name="importer.notifications.dispatch_notifications", ignore_result=True)
-def dispatch_notifications() -> None:
-    """Tells whoever asked that their import, export or copy has ended."""
-    sent = notifications_dispatch()
-    if sent:
-        logger.info("Sent %d notifications", sent)
-
-
-@shared_task(name="importer.notifications.sweep_deliveries", ignore_result=True)
-def sweep_deliveries() -> None:
-    resent = deliveries_sweep()
-    if resent:
-        logger.warning("Sweeper re-sent %d webhook deliveries", resent)
+# Tells whoever asked that their import, export or copy has ended.
+dispatch_notifications = periodic_task(
+    "importer.notifications.dispatch_notifications", notifications_dispatch, "Sent %d notifications"
+)
+sweep_deliveries = periodic_task(
+    "importer.notifications.sweep_deliveries",
+    deliveries_sweep,
+    "Sweeper re-sent %d webhook deliveries",
+    bool,
+    logging.WARNING,
+)

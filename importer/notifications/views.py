@@ -5,7 +5,7 @@ import uuid
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect
 from django.views.decorators.http import require_POST
 
@@ -14,9 +14,8 @@ from importer.imports.selectors import get_job_for_user
 from importer.notifications.models import NotifyKind
 from importer.notifications.services import notification_request
 from importer.teams.models import Team
-from importer.teams.permissions import IMPORTERS, actor, role_in_team
-from importer.transfers.forms import NotifyForm
-from importer.transfers.views import _get_copy_for_user, _get_export_for_user
+from importer.teams.permissions import actor, imports_in
+from importer.transfers.selectors import get_copy_for_user, get_export_for_user
 
 
 def _notify_target(
@@ -24,10 +23,10 @@ def _notify_target(
 ) -> tuple[Team, str, list[int]]:
     """The job's team, its page and the teams whose importers may ask; 404 when not visible."""
     if kind == NotifyKind.EXPORT:
-        export = _get_export_for_user(request, object_id)
+        export = get_export_for_user(request, object_id)
         return export.team, f"/exports/{export.pk}", [export.team_id]
     if kind == NotifyKind.COPY:
-        chain = _get_copy_for_user(request, object_id)
+        chain = get_copy_for_user(request, object_id)
         teams = [chain.source_team_id, chain.target_team_id]
         return chain.source_team, f"/copies/{chain.pk}", teams
     if kind == NotifyKind.IMPORT:
@@ -36,25 +35,28 @@ def _notify_target(
     raise Http404("Nothing of that kind.")
 
 
+def _ticked(data: QueryDict, name: str) -> bool:
+    """A checkbox as Django's CheckboxInput reads it: posted, and neither empty nor "false"."""
+    return data.get(name, "").lower() not in ("", "false")
+
+
 @login_required
 @require_POST
 def notify_request(request: HttpRequest, kind: str, object_id: uuid.UUID) -> HttpResponse:
     team, page, teams = _notify_target(request, kind, object_id)
-    if not any(role_in_team(request, team_id) in IMPORTERS for team_id in teams):
+    if not any(imports_in(request, team_id) for team_id in teams):
         raise PermissionDenied("Auditors only read.")
-    form = NotifyForm(request.POST)
-    form.is_valid()
-    data = form.cleaned_data
+    by_email = _ticked(request.POST, "by_email")
     notification_request(
         user=actor(request),
         team=team,
         kind=kind,
         object_id=object_id,
-        by_email=bool(data.get("by_email")),
-        by_webhook=bool(data.get("by_webhook")),
+        by_email=by_email,
+        by_webhook=_ticked(request.POST, "by_webhook"),
         ip=client_ip(request),
     )
-    if data.get("by_email") and not actor(request).email:
+    if by_email and not actor(request).email:
         messages.warning(request, "Your account has no email address: no email can be sent.")
     messages.success(request, "You will be told when it ends.")
     return redirect(page)

@@ -1,35 +1,11 @@
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
 from typing import Any
 
-# A URL with a query string: the query of a pre-signed URL carries its signature.
-_URL_QUERY_RE = re.compile(r"(?P<base>https?://[^\s?#\"'<>]*)\?[^\s#\"'<>]*", re.IGNORECASE)
+from importer.core.redaction import redact_strictly
 
-
-# Signature-bearing parameters seen outside a URL (an echoed fragment, a URL-encoded URL).
-_SIGNATURE_PARAM_RE = re.compile(
-    r"(?P<key>(?:x-amz-signature|x-amz-credential|x-amz-security-token|signature"
-    r"|awsaccesskeyid)(?:=|%3D))[^&\s\"'<>]+",
-    re.IGNORECASE,
-)
-
-
-REDACTED = "[REDACTED]"
-
-
-_MAX_DETAILS_CHARS = 500
-
-
-def redact(text: str, secrets: Sequence[str] = ()) -> str:
-    """Remove URL query strings, signature parameters and the given secrets from `text`."""
-    for secret in secrets:
-        # Short values would blank out ordinary words; real secrets are long.
-        if len(secret) >= 8:
-            text = text.replace(secret, REDACTED)
-    text = _URL_QUERY_RE.sub(lambda m: f"{m.group('base')}?{REDACTED}", text)
-    return _SIGNATURE_PARAM_RE.sub(lambda m: f"{m.group('key')}{REDACTED}", text)
+# Error details are cut to this length: they are shown on pages and stored on job rows.
+MAX_DETAILS_CHARS = 500
 
 
 class OscApiError(Exception):
@@ -56,7 +32,7 @@ class OscApiError(Exception):
         self.http_status = http_status
         self.code = code
         self.type = type
-        self.details = redact(details)
+        self.details = redact_strictly(details)
         self.request_id = request_id
         self.transient = transient
         super().__init__(self._message())

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from importer.outscale.client import MAX_RESULTS_PER_PAGE, OscClient
-from importer.outscale.resources import Snapshot, SnapshotExportTask
+from importer.outscale.resources import Page, Snapshot, SnapshotExportTask
 
 logger = logging.getLogger(__name__)
 
@@ -16,8 +16,8 @@ logger = logging.getLogger(__name__)
 Item = TypeVar("Item")
 
 
-# One page: its items, the next page's token (None at the end), the request id.
-PageReader = Callable[[str | None], tuple[list[Item], str | None, str]]
+# Reads the page a token names (None: the first page).
+PageReader = Callable[[str | None], Page[Item]]
 
 
 # A listing filtered by ids needs one page per 1000 of them. A few spare pages allow an API
@@ -69,15 +69,16 @@ def read_bounded(
         if listing.pages and clock() - started > budget_seconds:
             listing.stopped = f"the API was still paging after {budget_seconds:g} seconds"
             break
-        items, token, request_id = read_page(token)
+        page = read_page(token)
+        token = page.next_page_token
         listing.pages += 1
-        listing.items.extend(items)
+        listing.items.extend(page.items)
         if token is None:
             listing.complete = True
             return listing
         if token in seen_tokens:
             # The rest would be repeats, or the API is looping: either way not the whole list.
-            listing.stopped = f"the API repeated a page token (request id {request_id or '-'})"
+            listing.stopped = f"the API repeated a page token (request id {page.request_id or '-'})"
             break
         seen_tokens.add(token)
     logger.warning(
@@ -94,12 +95,8 @@ def read_snapshots_bounded(
     budget_seconds: float,
     snapshot_ids: Sequence[str] | None = None,
 ) -> Listing[Snapshot]:
-    def read_page(token: str | None) -> tuple[list[Snapshot], str | None, str]:
-        page = client.read_snapshots_page(snapshot_ids=snapshot_ids, next_page_token=token)
-        return page.snapshots, page.next_page_token, page.request_id
-
     return read_bounded(
-        read_page,
+        lambda token: client.read_snapshots_page(snapshot_ids=snapshot_ids, next_page_token=token),
         listing,
         action="ReadSnapshots",
         max_pages=max_pages,
@@ -114,12 +111,10 @@ def read_export_tasks_bounded(
     task_ids: Sequence[str],
     budget_seconds: float,
 ) -> Listing[SnapshotExportTask]:
-    def read_page(token: str | None) -> tuple[list[SnapshotExportTask], str | None, str]:
-        page = client.read_snapshot_export_tasks_page(task_ids=task_ids, next_page_token=token)
-        return page.tasks, page.next_page_token, page.request_id
-
     return read_bounded(
-        read_page,
+        lambda token: client.read_snapshot_export_tasks_page(
+            task_ids=task_ids, next_page_token=token
+        ),
         listing,
         action="ReadSnapshotExportTasks",
         max_pages=pages_for(task_ids),

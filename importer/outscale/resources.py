@@ -3,9 +3,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from importer.outscale.errors import redact
+from importer.core.redaction import redact_strictly
 
 IN_PROGRESS_STATES = frozenset({"in-queue", "pending", "importing", "queued", "pending/queued"})
 
@@ -14,6 +14,18 @@ COMPLETED_STATE = "completed"
 
 
 FAILED_STATE = "error"
+
+
+Item = TypeVar("Item")
+
+
+@dataclass(frozen=True)
+class Page(Generic[Item]):
+    """One page of a Read* call; `next_page_token` is None on the last page."""
+
+    items: list[Item]
+    next_page_token: str | None
+    request_id: str
 
 
 @dataclass(frozen=True)
@@ -43,23 +55,22 @@ class Snapshot:
     @classmethod
     def from_api(cls, data: Mapping[str, Any]) -> Snapshot:
         return cls(
-            snapshot_id=_as_str(data.get("SnapshotId")),
-            state=_as_str(data.get("State")),
+            snapshot_id=as_str(data.get("SnapshotId")),
+            state=as_str(data.get("State")),
             progress=_as_int(data.get("Progress")) or 0,
-            description=_as_str(data.get("Description")),
+            description=as_str(data.get("Description")),
             volume_size_gib=_as_int(data.get("VolumeSize")),
             creation_date=_as_datetime(data.get("CreationDate")),
-            client_token=_as_str(data.get("ClientToken")),
-            account_id=_as_str(data.get("AccountId")),
+            client_token=as_str(data.get("ClientToken")),
+            account_id=as_str(data.get("AccountId")),
             tags=_tags_from_api(data.get("Tags")),
         )
 
 
-@dataclass(frozen=True)
-class SnapshotPage:
-    snapshots: list[Snapshot]
-    next_page_token: str | None
-    request_id: str
+class SnapshotPage(Page[Snapshot]):
+    @property
+    def snapshots(self) -> list[Snapshot]:
+        return self.items
 
 
 @dataclass(frozen=True)
@@ -69,7 +80,7 @@ class CreateSnapshotResult:
     request_id: str
 
 
-def _as_str(value: Any) -> str:
+def as_str(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
@@ -100,7 +111,7 @@ def _tags_from_api(value: Any) -> dict[str, str]:
     if not isinstance(value, list):
         return {}
     return {
-        tag["Key"]: _as_str(tag.get("Value"))
+        tag["Key"]: as_str(tag.get("Value"))
         for tag in value
         if isinstance(tag, dict) and isinstance(tag.get("Key"), str)
     }
@@ -145,23 +156,22 @@ class SnapshotExportTask:
         osu = data.get("OsuExport")
         osu = osu if isinstance(osu, dict) else {}
         return cls(
-            task_id=_as_str(data.get("TaskId")),
-            snapshot_id=_as_str(data.get("SnapshotId")),
-            state=_as_str(data.get("State")),
+            task_id=as_str(data.get("TaskId")),
+            snapshot_id=as_str(data.get("SnapshotId")),
+            state=as_str(data.get("State")),
             progress=_as_int(data.get("Progress")) or 0,
-            comment=redact(_as_str(data.get("Comment"))),
-            disk_image_format=_as_str(osu.get("DiskImageFormat")),
-            bucket=_as_str(osu.get("OsuBucket")),
-            prefix=_as_str(osu.get("OsuPrefix")),
+            comment=redact_strictly(as_str(data.get("Comment"))),
+            disk_image_format=as_str(osu.get("DiskImageFormat")),
+            bucket=as_str(osu.get("OsuBucket")),
+            prefix=as_str(osu.get("OsuPrefix")),
             tags=_tags_from_api(data.get("Tags")),
         )
 
 
-@dataclass(frozen=True)
-class SnapshotExportTaskPage:
-    tasks: list[SnapshotExportTask]
-    next_page_token: str | None
-    request_id: str
+class SnapshotExportTaskPage(Page[SnapshotExportTask]):
+    @property
+    def tasks(self) -> list[SnapshotExportTask]:
+        return self.items
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ import re
 import ssl
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import requests
 from urllib3.exceptions import (
@@ -24,9 +24,9 @@ from importer.core.net.guard import (
     UnresolvedHostError,
     system_resolver,
 )
-from importer.core.net.session import guarded_session
+from importer.core.net.session import guarded_session, read_until
 from importer.presigned.sniff import ImageInfo, sniff_image
-from importer.presigned.urls import PresignedUrl, PresignedUrlError, UrlPolicy, _checked_target
+from importer.presigned.urls import PresignedUrl, PresignedUrlError, UrlPolicy, checked_target
 
 
 class InspectionError(Exception):
@@ -56,6 +56,15 @@ class Inspection:
 
 
 Resolver = guard.Resolver
+
+
+class HeadOptions(TypedDict, total=False):
+    """How `read_object_head` reads, beside the URL and the policy (its defaults apply)."""
+
+    max_bytes: int
+    timeout: float
+    resolver: Resolver
+    ssl_context: ssl.SSLContext | None
 
 
 def read_object_head(
@@ -94,7 +103,10 @@ def read_object_head(
         _check_status(response.status_code, host)
         # Only the first bytes matter: a body shorter than its Content-Length is still usable.
         response.raw.enforce_content_length = False
-        first_bytes = _read_capped(response.raw, max_bytes, deadline=time.monotonic() + timeout)
+        deadline = time.monotonic() + timeout
+        first_bytes = read_until(response.raw, max_bytes, deadline, decode_content=False)
+        if first_bytes is None:
+            raise InspectionError("The object store is sending too slowly; gave up.")
     except ReadTimeoutError:
         raise InspectionError(f"{host} did not answer within {timeout:g} s.") from None
     except (ProtocolError, HTTPError, OSError):
@@ -111,7 +123,7 @@ def read_object_head(
 def _inspectable_target(secret_url: str, outbound: Policy) -> Target:
     # The guarded session checks again, resolves once and checks every address before dialling.
     try:
-        return _checked_target(secret_url, outbound)
+        return checked_target(secret_url, outbound)
     except PresignedUrlError as error:
         raise InspectionError(f"Refused to inspect this URL: {error}") from None
 
@@ -158,21 +170,6 @@ def _check_status(status: int, host: str) -> None:
     raise InspectionError(f"The object store answered HTTP {status}.")
 
 
-def _read_capped(response: Any, max_bytes: int, deadline: float) -> bytes:
-    # read1 returns what has arrived, so a server dripping bytes still hits the deadline.
-    chunks: list[bytes] = []
-    received = 0
-    while received < max_bytes:
-        if time.monotonic() > deadline:
-            raise InspectionError("The object store is sending too slowly; gave up.")
-        chunk = response.read1(min(65536, max_bytes - received), decode_content=False)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        received += len(chunk)
-    return b"".join(chunks)[:max_bytes]
-
-
 _CONTENT_RANGE_RE = re.compile(r"bytes\s+(?:\d+-\d+|\*)/(\d{1,19})")
 
 
@@ -185,24 +182,11 @@ def _total_size(status: int, headers: Any) -> int | None:
 
 
 def inspect_presigned_url(
-    url: PresignedUrl,
-    *,
-    policy: UrlPolicy,
-    max_bytes: int = 65536,
-    timeout: float = 5.0,
-    resolver: Resolver = system_resolver,
-    ssl_context: ssl.SSLContext | None = None,
+    url: PresignedUrl, *, policy: UrlPolicy, **options: Unpack[HeadOptions]
 ) -> Inspection:
     """Fetch the first bytes and sniff them. A failure is a warning, never a block."""
     try:
-        head = read_object_head(
-            url,
-            policy=policy,
-            max_bytes=max_bytes,
-            timeout=timeout,
-            resolver=resolver,
-            ssl_context=ssl_context,
-        )
+        head = read_object_head(url, policy=policy, **options)
     except ForbiddenAddressError as error:
         # Not a passing problem: whoever fetches this URL would reach an internal address.
         message = f"The object could not be inspected: {error} Use a URL of a public object store."

@@ -58,6 +58,16 @@ def _describe_size(size: int) -> str:
     return f"{format_gib(size)} = {size} bytes"
 
 
+def _unsized(
+    container: Literal["gzip"] | None,
+    format: Literal["qcow2", "raw", "unknown"],
+    object_size: int | None,
+    explanation: str,
+) -> ImageInfo:
+    """What the first bytes cannot size: no virtual size, nothing to suggest."""
+    return ImageInfo(container, format, None, object_size, None, explanation)
+
+
 def sniff_image(first_bytes: bytes, *, object_size: int | None) -> ImageInfo:
     """Guess format and size of a disk image from its first bytes; never raises on bad input."""
     if first_bytes[:2] == b"\x1f\x8b":
@@ -71,22 +81,18 @@ def _sniff_gzip(first_bytes: bytes, object_size: int | None) -> ImageInfo:
         # max_length bounds the output, so a gzip bomb costs us at most 64 KiB.
         inner = decompressor.decompress(first_bytes, SNIFF_OUTPUT_LIMIT)
     except zlib.error:
-        return ImageInfo(
+        return _unsized(
             "gzip",
             "unknown",
-            None,
             object_size,
-            None,
             "gzip-compressed, but the compressed stream is damaged: check the object, and enter "
             "at least the original volume's size.",
         )
     if len(inner) < 4:
-        return ImageInfo(
+        return _unsized(
             "gzip",
             "unknown",
-            None,
             object_size,
-            None,
             "gzip-compressed, but too little data to read the image header inside; enter at "
             "least the original volume's size.",
         )
@@ -94,15 +100,11 @@ def _sniff_gzip(first_bytes: bytes, object_size: int | None) -> ImageInfo:
         return _qcow2_info(inner, "gzip", object_size)
     other = _other_format(inner)
     if other:
-        return ImageInfo(
-            "gzip", "unknown", None, object_size, None, f"{other} image inside gzip. {_CONVERT}"
-        )
-    return ImageInfo(
+        return _unsized("gzip", "unknown", object_size, f"{other} image inside gzip. {_CONVERT}")
+    return _unsized(
         "gzip",
         "raw",
-        None,
         object_size,
-        None,
         "gzip-compressed raw image: the uncompressed size cannot be known from its first bytes; "
         "use at least the original volume's size.",
     )
@@ -110,21 +112,17 @@ def _sniff_gzip(first_bytes: bytes, object_size: int | None) -> ImageInfo:
 
 def _sniff_plain(first_bytes: bytes, object_size: int | None) -> ImageInfo:
     if not first_bytes:
-        return ImageInfo(
-            None, "unknown", None, object_size, None, "The object is empty: nothing to import."
-        )
+        return _unsized(None, "unknown", object_size, "The object is empty: nothing to import.")
     if first_bytes[:4] == _QCOW2_MAGIC:
         return _qcow2_info(first_bytes, None, object_size)
     other = _other_format(first_bytes)
     if other:
-        return ImageInfo(None, "unknown", None, object_size, None, f"{other} image. {_CONVERT}")
+        return _unsized(None, "unknown", object_size, f"{other} image. {_CONVERT}")
     table = _partition_table(first_bytes)
     if object_size is None:
-        return ImageInfo(
+        return _unsized(
             None,
             "raw",
-            None,
-            None,
             None,
             f"Raw image{table}, but the object size is unknown: use at least the original "
             "volume's size.",
@@ -142,12 +140,10 @@ def _sniff_plain(first_bytes: bytes, object_size: int | None) -> ImageInfo:
 def _qcow2_info(header: bytes, container: Literal["gzip"] | None, size: int | None) -> ImageInfo:
     where = "qcow2 inside gzip" if container else "qcow2"
     if len(header) < 32:
-        return ImageInfo(
+        return _unsized(
             container,
             "qcow2",
-            None,
             size,
-            None,
             f"{where}, but the header is truncated: the virtual size cannot be read; enter the "
             "original volume's size.",
         )

@@ -113,7 +113,7 @@ def parse_presigned_url(raw: str, *, policy: UrlPolicy, now: datetime) -> Presig
         raise ValueError("now must be timezone-aware")
     text = raw.strip()
     _check_text(text, policy)
-    target = _checked_target(text, policy.outbound())
+    target = checked_target(text, policy.outbound())
     bucket, key = _bucket_and_key(target.path, _virtual_bucket(target))
     params = _query_params(target.query)
     style, expires_at = _check_signature(params)
@@ -146,7 +146,7 @@ def _check_text(text: str, policy: UrlPolicy) -> None:
         )
 
 
-def _checked_target(text: str, outbound: Policy) -> Target:
+def checked_target(text: str, outbound: Policy) -> Target:
     """The outbound guard's verdict on the URL, as a message of the IMPORT SNAPSHOT dialog."""
     try:
         return check_url(text, outbound)

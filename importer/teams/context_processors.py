@@ -5,14 +5,8 @@ from typing import Any
 from django.http import HttpRequest
 from django.utils.functional import SimpleLazyObject
 
-from importer.teams.models import Role
-from importer.teams.permissions import (
-    READERS_OF_HISTORY,
-    can_import,
-    current_role,
-    current_team,
-    memberships,
-)
+from importer.teams.models import READERS_OF_HISTORY, Role
+from importer.teams.permissions import can_import, current_role, current_team, memberships
 
 
 def portal(request: HttpRequest) -> dict[str, Any]:

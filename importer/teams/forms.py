@@ -1,11 +1,31 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django import forms
 
 from importer.core.net.guard import DestinationRefused
 from importer.outscale.endpoints import api_endpoint_check
 from importer.outscale.regions import OUTSCALE_REGIONS
 from importer.teams.models import INVITATION_LIFETIME
+
+
+def checked_destination(check: Callable[[str], str], value: str) -> str:
+    """A destination a team admin chose (empty: the default), checked by the outbound guard."""
+    if not value:
+        return ""
+    try:
+        return check(value)
+    except DestinationRefused as refusal:
+        raise forms.ValidationError(str(refusal), code="destination_refused") from None
+
+
+def endpoint_field(*, label: str, help_text: str) -> forms.URLField:
+    """A team's own endpoint, optional (empty: OUTSCALE's for the Region), as long as Team keeps."""
+    return forms.URLField(
+        label=label, required=False, max_length=255, assume_scheme="https", help_text=help_text
+    )
+
 
 ROLE_CHOICES = [
     ("operator", "Operator: imports and follows imports"),
@@ -38,12 +58,8 @@ class CredentialsForm(forms.Form):
     region = forms.ChoiceField(
         label="Region", choices=[(region, region) for region in OUTSCALE_REGIONS]
     )
-    endpoint = forms.URLField(
-        label="API endpoint",
-        required=False,
-        max_length=255,
-        assume_scheme="https",
-        help_text="Leave empty for https://api.{region}.outscale.com/api/v1.",
+    endpoint = endpoint_field(
+        label="API endpoint", help_text="Leave empty for https://api.{region}.outscale.com/api/v1."
     )
     access_key = forms.CharField(label="Access key", max_length=64, strip=True)
     secret_key = forms.CharField(
@@ -55,14 +71,8 @@ class CredentialsForm(forms.Form):
     )
 
     def clean_endpoint(self) -> str:
-        endpoint: str = self.cleaned_data["endpoint"]
-        if not endpoint:
-            return ""
         # The operators' pre-signed URLs are sent there: the outbound guard decides.
-        try:
-            return api_endpoint_check(endpoint)
-        except DestinationRefused as refusal:
-            raise forms.ValidationError(str(refusal), code="destination_refused") from None
+        return checked_destination(api_endpoint_check, self.cleaned_data["endpoint"])
 
     def clean_access_key(self) -> str:
         key: str = self.cleaned_data["access_key"]

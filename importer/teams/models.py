@@ -47,8 +47,12 @@ class Role(models.TextChoices):
     AUDITOR = "auditor", "Auditor"
 
 
-# Who may change things in a team; auditors only read.
-IMPORTING_ROLES = (Role.OPERATOR, Role.ADMIN)
+# Who may import and change things in a team; auditors only read.
+IMPORTERS = (Role.OPERATOR, Role.ADMIN)
+
+
+# Who may read the team's import history and audit log.
+READERS_OF_HISTORY = (Role.ADMIN, Role.AUDITOR)
 
 
 class Membership(models.Model):
@@ -80,7 +84,7 @@ class Membership(models.Model):
 
     @property
     def can_import(self) -> bool:
-        return self.role in IMPORTING_ROLES
+        return self.role in IMPORTERS
 
 
 INVITATION_LIFETIME = timedelta(days=14)

@@ -13,7 +13,7 @@ from django.http.response import HttpResponseBase
 from django.shortcuts import redirect
 from django.urls import reverse
 
-from importer.teams.models import Membership, Role, Team
+from importer.teams.models import IMPORTERS, Membership, Team
 from importer.teams.services import current_team_set
 
 NO_TEAM_MESSAGE = (
@@ -25,6 +25,9 @@ NO_TEAM_MESSAGE = (
 CHOOSE_TEAM_MESSAGE = (
     "You are in several teams: choose the one to work in (Team, in the menu), then try again."
 )
+
+
+ROLE_REFUSED_MESSAGE = "Your role in this team does not allow this."
 
 
 View = TypeVar("View", bound=Callable[..., HttpResponseBase])
@@ -69,6 +72,13 @@ def current_team(request: HttpRequest) -> Team | None:
     return membership.team if membership else None
 
 
+def required_team(request: HttpRequest) -> Team:
+    """The current team of a view behind `require_role`, which found the user's membership."""
+    team = current_team(request)
+    assert team is not None  # noqa: S101 - require_role answered 403 without one
+    return team
+
+
 def current_role(request: HttpRequest) -> str | None:
     membership = current_membership(request)
     return membership.role if membership else None
@@ -79,8 +89,13 @@ def switch_team(request: HttpRequest, team_id: int) -> bool:
     user = request.user
     if not isinstance(user, User) or not current_team_set(user=user, team_id=team_id):
         return False
-    request._portal_memberships = None  # type: ignore[attr-defined]
+    forget_memberships(request)
     return True
+
+
+def forget_memberships(request: HttpRequest) -> None:
+    """The user's memberships changed during this request: read them again when next asked."""
+    request._portal_memberships = None  # type: ignore[attr-defined]
 
 
 def choose_team_url(request: HttpRequest) -> str:
@@ -92,8 +107,27 @@ def choose_team_url(request: HttpRequest) -> str:
 
 
 def can_import(request: HttpRequest) -> bool:
+    """Operators and team admins of the current team import; auditors only read."""
     membership = current_membership(request)
     return bool(membership and membership.can_import)
+
+
+def require_can_import(request: HttpRequest) -> None:
+    """403 unless the user may import into the current team.
+
+    Never a redirect to the team choice: the import dialog's posts need an answer in place.
+    """
+    if in_no_team(request):
+        raise PermissionDenied(NO_TEAM_MESSAGE)
+    if must_choose_team(request):
+        raise PermissionDenied(CHOOSE_TEAM_MESSAGE)
+    if not can_import(request):
+        raise PermissionDenied("You may not import snapshots.")
+
+
+def team_ids(request: HttpRequest) -> list[int]:
+    """Every team the user is a member of, whatever their role."""
+    return [membership.team_id for membership in memberships(request)]
 
 
 def role_in_team(request: HttpRequest, team_id: int) -> str | None:
@@ -101,6 +135,16 @@ def role_in_team(request: HttpRequest, team_id: int) -> str | None:
         if membership.team_id == team_id:
             return membership.role
     return None
+
+
+def imports_in(request: HttpRequest, team_id: int) -> bool:
+    """May the user change things in this team (any of theirs, not only the current one)."""
+    return role_in_team(request, team_id) in IMPORTERS
+
+
+def require_importer_in(request: HttpRequest, team_id: int) -> None:
+    if not imports_in(request, team_id):
+        raise PermissionDenied(ROLE_REFUSED_MESSAGE)
 
 
 def require_role(*roles: str) -> Callable[[View], View]:
@@ -117,21 +161,12 @@ def require_role(*roles: str) -> Callable[[View], View]:
             if in_no_team(request):
                 raise PermissionDenied(NO_TEAM_MESSAGE)
             if current_role(request) not in roles:
-                raise PermissionDenied("Your role in this team does not allow this.")
+                raise PermissionDenied(ROLE_REFUSED_MESSAGE)
             return view(request, *args, **kwargs)
 
         return cast(View, wrapped)
 
     return decorator
-
-
-IMPORTERS = (Role.OPERATOR, Role.ADMIN)
-
-
-READERS_OF_HISTORY = (Role.ADMIN, Role.AUDITOR)
-
-
-EVERY_ROLE = (Role.OPERATOR, Role.ADMIN, Role.AUDITOR)
 
 
 def actor(request: HttpRequest) -> User:

@@ -9,6 +9,7 @@ from django.utils import timezone
 from importer.audit.chain import record
 from importer.audit.models import AuditAction
 from importer.core.crypto import encrypt_text
+from importer.outscale.endpoints import oos_endpoint_check
 from importer.teams.models import (
     INVITATION_LIFETIME,
     InvitationState,
@@ -117,9 +118,28 @@ def _still_pending(invitation: TeamInvitation | None) -> TeamInvitation:
     return invitation
 
 
-def _close(invitation: TeamInvitation, state: InvitationState) -> None:
+# What the audit log says when an invitation is closed as each state.
+_CLOSED_AS = {
+    InvitationState.ACCEPTED: AuditAction.INVITATION_ACCEPTED,
+    InvitationState.DECLINED: AuditAction.INVITATION_DECLINED,
+    InvitationState.REVOKED: AuditAction.INVITATION_REVOKED,
+}
+
+
+def _close(
+    invitation: TeamInvitation, state: InvitationState, *, actor: User, ip: str | None, **more: Any
+) -> dict[str, Any]:
+    """Closes the pending invitation as `state` and audits it; returns the entry's details.
+
+    The entry's target is the invited user, whoever answers (they, or an admin revoking).
+    """
+    target = invitation.user.get_username()
     TeamInvitation.objects.filter(pk=invitation.pk).update(state=state, answered_at=timezone.now())
     invitation.state = state
+    details = {"invitation": invitation.pk, "role": invitation.role, **more}
+    action = _CLOSED_AS[state]
+    record(action=action, actor=actor, team=invitation.team, target=target, ip=ip, details=details)
+    return details
 
 
 def invitation_revoke(
@@ -128,15 +148,7 @@ def invitation_revoke(
     """Withdraws a pending invitation of the team (expired ones included)."""
     with transaction.atomic():
         invitation = _still_pending(_locked_invitation(pk=invitation_id, team=team))
-        _close(invitation, InvitationState.REVOKED)
-        record(
-            action=AuditAction.INVITATION_REVOKED,
-            actor=actor,
-            team=team,
-            target=invitation.user.get_username(),
-            ip=ip,
-            details={"invitation": invitation.pk, "role": invitation.role},
-        )
+        _close(invitation, InvitationState.REVOKED, actor=actor, ip=ip)
     return invitation
 
 
@@ -166,28 +178,24 @@ def invitation_accept(*, user: User, invitation_id: int, ip: str | None) -> Memb
             user=user,
             defaults={"role": invitation.role, "created_at": timezone.now()},
         )
-        _close(invitation, InvitationState.ACCEPTED)
-        details = {
-            "invitation": invitation.pk,
-            "role": invitation.role,
-            "invited_by": invitation.invited_by.get_username() if invitation.invited_by else None,
-        }
-        record(
-            action=AuditAction.INVITATION_ACCEPTED,
+        inviter = invitation.invited_by
+        details = _close(
+            invitation,
+            InvitationState.ACCEPTED,
             actor=user,
-            team=invitation.team,
-            target=user.get_username(),
             ip=ip,
-            details=details,
+            invited_by=inviter.get_username() if inviter else None,
         )
         if created:
-            record(
-                action=AuditAction.MEMBERSHIP_CHANGED,
-                actor=user,
+            _membership_changed(
                 team=invitation.team,
-                target=user.get_username(),
+                actor=user,
+                user=user,
+                role=invitation.role,
+                previous=None,
                 ip=ip,
-                details={"role": invitation.role, "previous_role": None, **details},
+                invitation=details["invitation"],
+                invited_by=details["invited_by"],
             )
     return membership
 
@@ -195,15 +203,7 @@ def invitation_accept(*, user: User, invitation_id: int, ip: str | None) -> Memb
 def invitation_decline(*, user: User, invitation_id: int, ip: str | None) -> TeamInvitation:
     with transaction.atomic():
         invitation = _still_pending(_locked_invitation(pk=invitation_id, user=user))
-        _close(invitation, InvitationState.DECLINED)
-        record(
-            action=AuditAction.INVITATION_DECLINED,
-            actor=user,
-            team=invitation.team,
-            target=user.get_username(),
-            ip=ip,
-            details={"invitation": invitation.pk, "role": invitation.role},
-        )
+        _close(invitation, InvitationState.DECLINED, actor=user, ip=ip)
     return invitation
 
 
@@ -256,6 +256,34 @@ def team_credentials_set(
     team.refresh_from_db()
 
 
+def oos_endpoint_set(*, team: Team, endpoint: str) -> None:
+    """The team's OOS endpoint (empty: the Region's), checked by the outbound guard as saved.
+
+    Not audited here: the transfer settings page saves it with the webhook, and
+    `notifications.services.webhook_set` writes the one entry for both. Raises DestinationRefused.
+    """
+    if endpoint:
+        oos_endpoint_check(endpoint)
+    Team.objects.filter(pk=team.pk).update(oos_endpoint=endpoint)
+    team.oos_endpoint = endpoint
+
+
+def _membership_changed(
+    *,
+    team: Team,
+    actor: User,
+    user: User,
+    role: str | None,
+    previous: str | None,
+    ip: str | None,
+    **more: Any,
+) -> None:
+    """Audits a member's role in the team; None means not a member (before joining, once gone)."""
+    action, target = AuditAction.MEMBERSHIP_CHANGED, user.get_username()
+    details = {"role": role, "previous_role": previous, **more}
+    record(action=action, actor=actor, team=team, target=target, ip=ip, details=details)
+
+
 def membership_set(*, team: Team, actor: User, user: User, role: str, ip: str | None) -> bool:
     """Changes the role of a member of the team. False when nothing changed.
 
@@ -269,25 +297,13 @@ def membership_set(*, team: Team, actor: User, user: User, role: str, ip: str | 
             return False
         previous = membership.role
         Membership.objects.filter(pk=membership.pk).update(role=role)
-        record(
-            action=AuditAction.MEMBERSHIP_CHANGED,
-            actor=actor,
-            team=team,
-            target=user.get_username(),
-            ip=ip,
-            details={"role": role, "previous_role": previous},
-        )
+        _membership_changed(team=team, actor=actor, user=user, role=role, previous=previous, ip=ip)
     return True
 
 
 def membership_remove(*, team: Team, actor: User, membership: Membership, ip: str | None) -> None:
     with transaction.atomic():
         membership.delete()
-        record(
-            action=AuditAction.MEMBERSHIP_CHANGED,
-            actor=actor,
-            team=team,
-            target=membership.user.get_username(),
-            ip=ip,
-            details={"role": None, "previous_role": membership.role},
+        _membership_changed(
+            team=team, actor=actor, user=membership.user, role=None, previous=membership.role, ip=ip
         )

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import QuerySet
@@ -12,7 +15,14 @@ from importer.audit.addresses import client_ip
 from importer.teams import services as teams_services
 from importer.teams.forms import CredentialsForm, MemberForm, RoleForm
 from importer.teams.models import InvitationState, Membership, Role, TeamInvitation
-from importer.teams.permissions import actor, current_team, require_role, switch_team
+from importer.teams.permissions import (
+    actor,
+    current_team,
+    forget_memberships,
+    require_role,
+    required_team,
+    switch_team,
+)
 from importer.teams.services import (
     InvitationNotFound,
     InvitationRefused,
@@ -38,8 +48,7 @@ def _team_pending_invitations(request: HttpRequest) -> QuerySet[TeamInvitation]:
 
 def _invite(request: HttpRequest, form: MemberForm) -> bool:
     """Sends the invitation the valid form asks for; False with the reason on the form."""
-    team = current_team(request)
-    assert team is not None  # noqa: S101 - require_role found a membership
+    team = required_team(request)
     user = invitable_user(form.cleaned_data["username"])
     if user is None:
         form.add_error(
@@ -121,11 +130,9 @@ def member_remove(request: HttpRequest, membership_id: int) -> HttpResponse:
 @require_role(Role.ADMIN)
 @require_POST
 def invitation_revoke(request: HttpRequest, invitation_id: int) -> HttpResponse:
-    team = current_team(request)
-    assert team is not None  # noqa: S101 - require_role found a membership
     try:
         invitation = teams_services.invitation_revoke(
-            team=team,
+            team=required_team(request),
             actor=actor(request),
             invitation_id=invitation_id,
             ip=client_ip(request),
@@ -146,20 +153,27 @@ def invitations(request: HttpRequest) -> HttpResponse:
     return render(request, "teams/invitations.html", context)
 
 
-@login_required
-@require_POST
-def invitation_accept(request: HttpRequest, invitation_id: int) -> HttpResponse:
+Answer = TypeVar("Answer", TeamInvitation, Membership)
+
+
+def _answer(request: HttpRequest, say: Callable[..., Answer], invitation_id: int) -> Answer | None:
+    """The user's answer to an invitation of theirs; None, with the reason shown, if refused."""
     try:
-        membership = teams_services.invitation_accept(
-            user=actor(request), invitation_id=invitation_id, ip=client_ip(request)
-        )
+        return say(user=actor(request), invitation_id=invitation_id, ip=client_ip(request))
     except InvitationNotFound:
         raise Http404("No such invitation for you.") from None
     except InvitationRefused as refused:
         messages.error(request, str(refused))
+        return None
+
+
+@login_required
+@require_POST
+def invitation_accept(request: HttpRequest, invitation_id: int) -> HttpResponse:
+    membership = _answer(request, teams_services.invitation_accept, invitation_id)
+    if membership is None:
         return redirect("invitations")
-    # The memberships read for this request changed: read them again.
-    request._portal_memberships = None  # type: ignore[attr-defined]
+    forget_memberships(request)
     joined = f"You joined {membership.team.name} as {membership.get_role_display()}."
     if current_team(request) != membership.team:
         joined += " Choose it under Team, in the menu, to work in it."
@@ -170,15 +184,8 @@ def invitation_accept(request: HttpRequest, invitation_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def invitation_decline(request: HttpRequest, invitation_id: int) -> HttpResponse:
-    try:
-        invitation = teams_services.invitation_decline(
-            user=actor(request), invitation_id=invitation_id, ip=client_ip(request)
-        )
-    except InvitationNotFound:
-        raise Http404("No such invitation for you.") from None
-    except InvitationRefused as refused:
-        messages.error(request, str(refused))
-    else:
+    invitation = _answer(request, teams_services.invitation_decline, invitation_id)
+    if invitation is not None:
         messages.success(request, f"You declined the invitation to {invitation.team.name}.")
     return redirect("invitations")
 
@@ -219,8 +226,7 @@ def team_switch(request: HttpRequest) -> HttpResponse:
 @require_role(Role.ADMIN)
 @require_http_methods(["GET", "POST"])
 def credentials(request: HttpRequest) -> HttpResponse:
-    team = current_team(request)
-    assert team is not None  # noqa: S101 - require_role found a membership
+    team = required_team(request)
     form = CredentialsForm(
         request.POST or None, initial={"region": team.region, "endpoint": team.endpoint}
     )

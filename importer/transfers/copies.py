@@ -8,7 +8,6 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
-from importer.audit.chain import record
 from importer.audit.models import AuditAction
 from importer.core.crypto import DecryptionError
 from importer.imports.models import ImportJob, JobState
@@ -17,7 +16,7 @@ from importer.outscale.accounts import presign_object
 from importer.presigned.policy import url_policy
 from importer.presigned.urls import parse_presigned_url
 from importer.teams.models import Team
-from importer.transfers.models import CopyChain, CopyEvent, CopyState, ExportState
+from importer.transfers.models import CopyChain, CopyState, ExportState
 from importer.transfers.services import _record_share, export_create, logger
 
 # The URL handed to the other team's import: long enough for a slow import to read it all.
@@ -62,23 +61,15 @@ def copy_create(
             requested_by=user,
             export=export,
         )
-        CopyEvent.objects.create(
-            chain=chain,
-            state=CopyState.EXPORTING,
+        chain.record_creation(
+            AuditAction.COPY_REQUESTED,
+            actor=user,
+            ip=ip,
             message=f"Requested by {user.get_username()}: {snapshot_id} of {source_team.name} "
             f"to {target_team.name}, through {bucket}/{prefix}.",
-        )
-        record(
-            action=AuditAction.COPY_REQUESTED,
-            actor=user,
-            team=source_team,
-            target=str(chain.pk),
-            ip=ip,
-            details={
-                "snapshot_id": snapshot_id,
-                "target_team": target_team.name,
-                "export": str(export.pk),
-            },
+            snapshot_id=snapshot_id,
+            target_team=target_team.name,
+            export=str(export.pk),
         )
     return chain
 

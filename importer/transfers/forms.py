@@ -1,19 +1,18 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from typing import Any
 
 from django import forms
 
-from importer.core.net.guard import DestinationRefused
 from importer.imports.forms import SnapshotTextForm
 from importer.notifications.services import webhook_url_check
 from importer.outscale.endpoints import oos_endpoint_check
+from importer.teams.forms import checked_destination, endpoint_field
 from importer.teams.models import Team
 from importer.transfers.models import DiskImageFormat
 
-_SNAPSHOT_ID = re.compile(r"^snap-[0-9a-f]{8,32}$")
+SNAPSHOT_ID = re.compile(r"^snap-[0-9a-f]{8,32}$")
 
 
 # S3 bucket names as OOS accepts them.
@@ -55,6 +54,16 @@ class ExportForm(forms.Form):
             raise forms.ValidationError("Use printable characters, not starting with /.")
         return prefix
 
+    @property
+    def destination(self) -> dict[str, str]:
+        """Where the valid form sends the image: what export_create and copy_create take."""
+        data = self.cleaned_data
+        return {
+            "bucket": data["bucket"],
+            "prefix": data["osu_prefix"],
+            "disk_image_format": data["disk_image_format"],
+        }
+
 
 class CopyForm(SnapshotTextForm, ExportForm):
     """The copy's name and description are checked as the import dialog checks them."""
@@ -76,18 +85,9 @@ class ShareForm(forms.Form):
     )
 
 
-class NotifyForm(forms.Form):
-    by_email = forms.BooleanField(required=False, initial=True, label="Email me")
-    by_webhook = forms.BooleanField(required=False, label="Call the team's webhook")
-
-
 class TransferSettingsForm(forms.Form):
-    oos_endpoint = forms.URLField(
-        assume_scheme="https",
-        required=False,
-        max_length=255,
-        label="OOS endpoint",
-        help_text="Empty: https://oos.{region}.outscale.com",
+    oos_endpoint = endpoint_field(
+        label="OOS endpoint", help_text="Empty: https://oos.{region}.outscale.com"
     )
     webhook_url = forms.URLField(
         assume_scheme="https",
@@ -108,17 +108,7 @@ class TransferSettingsForm(forms.Form):
     remove_webhook = forms.BooleanField(required=False, label="Remove the webhook")
 
     def clean_oos_endpoint(self) -> str:
-        return _checked(oos_endpoint_check, self.cleaned_data["oos_endpoint"])
+        return checked_destination(oos_endpoint_check, self.cleaned_data["oos_endpoint"])
 
     def clean_webhook_url(self) -> str:
-        return _checked(webhook_url_check, self.cleaned_data["webhook_url"])
-
-
-def _checked(check: Callable[[str], str], value: str) -> str:
-    """A person-chosen destination, checked by the outbound guard as it is saved."""
-    if not value:
-        return ""
-    try:
-        return check(value)
-    except DestinationRefused as refusal:
-        raise forms.ValidationError(str(refusal), code="destination_refused") from None
+        return checked_destination(webhook_url_check, self.cleaned_data["webhook_url"])

@@ -1,19 +1,17 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import models, transaction
-from django.db.models import F, Q
+from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 
-from importer.audit.chain import record
 from importer.audit.models import AuditAction
 from importer.core.units import GIB
 from importer.imports.models import ImportJob
-from importer.jobs.models import clip_text, clip_to_fields, with_request_id
+from importer.jobs.models import JobEvent, SubmittedJob, SubmittedJobQuerySet, TrackedJob
 from importer.teams.models import Team
 
 
@@ -34,25 +32,15 @@ class DiskImageFormat(models.TextChoices):
     RAW = "raw", "raw"
 
 
-class ExportTaskQuerySet(models.QuerySet["ExportTask"]):
+class ExportTaskQuerySet(SubmittedJobQuerySet["ExportTask"]):
     def in_flight(self) -> ExportTaskQuerySet:
         """Exports the API is working on: what the poller follows."""
         return self.filter(state=ExportState.IN_PROGRESS).exclude(task_id="")
 
-    def unfinished(self) -> ExportTaskQuerySet:
-        return self.exclude(state__in=EXPORT_TERMINAL_STATES)
 
-    def lost_in_queue(self, *, now: datetime, after: timedelta) -> ExportTaskQuerySet:
-        return self.filter(state=ExportState.QUEUED, enqueued_at__lt=now - after)
-
-    def stuck_submitting(self, *, now: datetime, after: timedelta) -> ExportTaskQuerySet:
-        return self.filter(state=ExportState.SUBMITTING, claimed_at__lt=now - after)
-
-
-class ExportTask(models.Model):
+class ExportTask(SubmittedJob):
     """One CreateSnapshotExportTask of a team's snapshot to a bucket of the team's account."""
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="export_tasks")
     snapshot_id = models.CharField(max_length=64)
     bucket = models.CharField(max_length=255)
@@ -66,11 +54,9 @@ class ExportTask(models.Model):
 
     state = models.CharField(max_length=20, choices=ExportState.choices, default=ExportState.QUEUED)
     api_state = models.CharField(max_length=40, blank=True)
-    progress = models.PositiveSmallIntegerField(default=0)
     task_id = models.CharField(max_length=64, blank=True)
     comment = models.CharField(max_length=2000, blank=True, help_text="The API's Comment")
     cancel_requested = models.BooleanField(default=False)
-    attempts = models.PositiveSmallIntegerField(default=0)
 
     object_key = models.CharField(max_length=1024, blank=True)
     object_size = models.BigIntegerField(null=True, blank=True, help_text="Bytes in the bucket")
@@ -78,23 +64,13 @@ class ExportTask(models.Model):
         null=True, blank=True, help_text="The snapshot's uncompressed size, in bytes"
     )
 
-    error_code = models.CharField(max_length=64, blank=True)
-    error_type = models.CharField(max_length=128, blank=True)
-    error_details = models.CharField(max_length=2000, blank=True)
-    error_request_id = models.CharField(max_length=64, blank=True)
-    request_ids = models.JSONField(default=list, blank=True)
-
-    created_at = models.DateTimeField(default=timezone.now)
-    enqueued_at = models.DateTimeField(default=timezone.now)
-    claimed_at = models.DateTimeField(null=True, blank=True)
-    submitted_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    updated_at = models.DateTimeField(default=timezone.now, db_index=True)
-
     objects = ExportTaskQuerySet.as_manager()
 
+    noun = "export"
+    audit_action = AuditAction.EXPORT_STATE
+    terminal_states = EXPORT_TERMINAL_STATES
+
     class Meta:
-        app_label = "importer"
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["team", "-created_at"], name="export_team_created_idx"),
@@ -108,10 +84,6 @@ class ExportTask(models.Model):
         return f"export of {self.snapshot_id} to {self.bucket} ({self.get_state_display()})"
 
     @property
-    def is_terminal(self) -> bool:
-        return self.state in EXPORT_TERMINAL_STATES
-
-    @property
     def can_cancel(self) -> bool:
         return self.state in (ExportState.QUEUED, ExportState.IN_PROGRESS)
 
@@ -123,45 +95,12 @@ class ExportTask(models.Model):
     def snapshot_size_gib(self) -> float | None:
         return self.snapshot_size / GIB if self.snapshot_size else None
 
-    # --- Transitions: one conditional UPDATE each, like the import jobs'. ---------------------
-
-    def _transition(self, *, from_states: tuple[str, ...], message: str, **fields: Any) -> bool:
-        now = timezone.now()
-        fields.setdefault("updated_at", now)
-        fields = clip_to_fields(ExportTask, fields)
-        message = clip_text(ExportEvent, "message", message)
-        with transaction.atomic():
-            updated = ExportTask.objects.filter(pk=self.pk, state__in=from_states).update(**fields)
-            if updated != 1:
-                return False
-            state = fields.get("state", self.state)
-            ExportEvent.objects.create(export_id=self.pk, state=state, message=message, at=now)
-
-            record(
-                action=AuditAction.EXPORT_STATE,
-                team=self.team,
-                target=str(self.pk),
-                details={"state": state, "message": message},
-            )
-        self.refresh_from_db()
-        return True
-
-    def _with_request_id(self, request_id: str) -> list[str]:
-        return with_request_id(self.request_ids, request_id)
-
-    def claim_for_submission(self) -> bool:
-        return self._transition(
-            from_states=(ExportState.QUEUED,),
-            message="A worker is sending the export to the API.",
-            state=ExportState.SUBMITTING,
-            claimed_at=timezone.now(),
-            attempts=F("attempts") + 1,
-        )
+    # --- Transitions (the shared ones are SubmittedJob's) ---------------------------------
 
     def mark_accepted(
         self, *, task_id: str, api_state: str, progress: int, comment: str, request_id: str
     ) -> bool:
-        return self._transition(
+        return self.transition(
             from_states=(ExportState.SUBMITTING,),
             message=f"The API accepted the export as {task_id} ({api_state}).",
             state=ExportState.IN_PROGRESS,
@@ -170,12 +109,12 @@ class ExportTask(models.Model):
             progress=min(max(progress, 0), 100),
             comment=comment[:2000],
             submitted_at=timezone.now(),
-            request_ids=self._with_request_id(request_id),
+            request_ids=self.with_request_id(request_id),
         )
 
     def mark_completed(self, *, api_state: str, object_key: str, object_size: int | None) -> bool:
         where = f"{self.bucket}/{object_key}" if object_key else self.bucket
-        return self._transition(
+        return self.transition(
             from_states=(ExportState.IN_PROGRESS,),
             message=f"Exported to {where}.",
             state=ExportState.COMPLETED,
@@ -187,7 +126,7 @@ class ExportTask(models.Model):
         )
 
     def mark_cancelled(self, *, message: str, api_state: str = "") -> bool:
-        return self._transition(
+        return self.transition(
             from_states=(ExportState.QUEUED, ExportState.SUBMITTING, ExportState.IN_PROGRESS),
             message=message,
             state=ExportState.CANCELLED,
@@ -195,67 +134,18 @@ class ExportTask(models.Model):
             finished_at=timezone.now(),
         )
 
-    def requeue_after_transient_error(
-        self, *, summary: str, request_id: str, retry_at: datetime
-    ) -> bool:
-        return self._transition(
-            from_states=(ExportState.SUBMITTING,),
-            message=f"Temporary API problem, will retry: {summary}",
-            state=ExportState.QUEUED,
-            enqueued_at=retry_at,
-            request_ids=self._with_request_id(request_id),
-        )
-
-    def requeue_stuck(self) -> bool:
-        return self._transition(
-            from_states=(ExportState.SUBMITTING,),
-            message="The worker sending this export stopped; sending it again.",
-            state=ExportState.QUEUED,
-            enqueued_at=timezone.now(),
-        )
-
-    def mark_failed(
-        self,
-        *,
-        code: str,
-        type: str,  # noqa: A002 - the API's own word
-        details: str,
-        request_id: str = "",
-        comment: str = "",
-        api_state: str = "",
-        from_states: tuple[str, ...] = (
-            ExportState.QUEUED,
-            ExportState.SUBMITTING,
-            ExportState.IN_PROGRESS,
-        ),
-    ) -> bool:
-        return self._transition(
-            from_states=from_states,
-            message=f"Failed: {type or code}: {details}",
-            state=ExportState.ERROR,
-            api_state=api_state[:40] or self.api_state,
-            comment=comment[:2000] or self.comment,
-            error_code=code[:64],
-            error_type=type[:128],
-            error_details=details[:2000],
-            error_request_id=request_id[:64],
-            finished_at=timezone.now(),
-            request_ids=self._with_request_id(request_id),
+    def mark_failed(self, *, comment: str = "", api_state: str = "", **failure: Any) -> bool:
+        return super().mark_failed(
+            api_state=api_state or self.api_state, comment=comment or self.comment, **failure
         )
 
 
-class ExportEvent(models.Model):
+class ExportEvent(JobEvent):
     export = models.ForeignKey(ExportTask, on_delete=models.CASCADE, related_name="events")
-    at = models.DateTimeField(default=timezone.now)
     state = models.CharField(max_length=20, choices=ExportState.choices)
-    message = models.CharField(max_length=2500)
 
     class Meta:
-        app_label = "importer"
         ordering = ["at", "id"]
-
-    def __str__(self) -> str:
-        return f"{self.at:%H:%M:%S} {self.state}: {self.message}"
 
 
 class SharedUrl(models.Model):
@@ -274,7 +164,6 @@ class SharedUrl(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        app_label = "importer"
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
@@ -295,7 +184,7 @@ class CopyState(models.TextChoices):
 COPY_TERMINAL_STATES = (CopyState.COMPLETED, CopyState.ERROR)
 
 
-class CopyChain(models.Model):
+class CopyChain(TrackedJob):
     """Export, pre-signed URL and import into another team's account, followed as one job.
 
     Each step is one conditional transition; the step that makes the URL and the import job
@@ -303,7 +192,6 @@ class CopyChain(models.Model):
     leaves nothing half done and nothing done twice.
     """
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     source_team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="copies_out")
     target_team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="copies_in")
     snapshot_id = models.CharField(max_length=64)
@@ -325,47 +213,22 @@ class CopyChain(models.Model):
     # after a crash finds the import it already made instead of making a second one.
     import_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     state = models.CharField(max_length=20, choices=CopyState.choices, default=CopyState.EXPORTING)
-    error_details = models.CharField(max_length=2000, blank=True)
 
-    created_at = models.DateTimeField(default=timezone.now)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    updated_at = models.DateTimeField(default=timezone.now, db_index=True)
+    audit_action = AuditAction.COPY_STATE
 
     class Meta:
-        app_label = "importer"
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
         return f"copy of {self.snapshot_id} to {self.target_team_id} ({self.state})"
 
     @property
-    def is_terminal(self) -> bool:
-        return self.state in COPY_TERMINAL_STATES
-
-    def _transition(self, *, from_state: str, message: str, **fields: Any) -> bool:
-        now = timezone.now()
-        fields.setdefault("updated_at", now)
-        fields = clip_to_fields(CopyChain, fields)
-        message = clip_text(CopyEvent, "message", message)
-        with transaction.atomic():
-            updated = CopyChain.objects.filter(pk=self.pk, state=from_state).update(**fields)
-            if updated != 1:
-                return False
-            state = fields.get("state", self.state)
-            CopyEvent.objects.create(chain_id=self.pk, state=state, message=message, at=now)
-
-            record(
-                action=AuditAction.COPY_STATE,
-                team=self.source_team,
-                target=str(self.pk),
-                details={"state": state, "message": message},
-            )
-        self.refresh_from_db()
-        return True
+    def audit_team(self) -> Team:
+        return self.source_team
 
     def mark_importing(self, *, share: SharedUrl, import_job: ImportJob) -> bool:
-        return self._transition(
-            from_state=CopyState.EXPORTING,
+        return self.transition(
+            from_states=(CopyState.EXPORTING,),
             message=f"Exported; importing into {self.target_team.name} from {share.url_redacted}.",
             state=CopyState.IMPORTING,
             share=share,
@@ -373,16 +236,16 @@ class CopyChain(models.Model):
         )
 
     def mark_completed(self, *, snapshot_id: str) -> bool:
-        return self._transition(
-            from_state=CopyState.IMPORTING,
+        return self.transition(
+            from_states=(CopyState.IMPORTING,),
             message=f"Imported into {self.target_team.name} as {snapshot_id}.",
             state=CopyState.COMPLETED,
             finished_at=timezone.now(),
         )
 
     def mark_failed(self, *, from_state: str, details: str) -> bool:
-        return self._transition(
-            from_state=from_state,
+        return self.transition(
+            from_states=(from_state,),
             message=f"Failed: {details}",
             state=CopyState.ERROR,
             error_details=details[:2000],
@@ -390,15 +253,9 @@ class CopyChain(models.Model):
         )
 
 
-class CopyEvent(models.Model):
+class CopyEvent(JobEvent):
     chain = models.ForeignKey(CopyChain, on_delete=models.CASCADE, related_name="events")
-    at = models.DateTimeField(default=timezone.now)
     state = models.CharField(max_length=20, choices=CopyState.choices)
-    message = models.CharField(max_length=2500)
 
     class Meta:
-        app_label = "importer"
         ordering = ["at", "id"]
-
-    def __str__(self) -> str:
-        return f"{self.at:%H:%M:%S} {self.state}: {self.message}"

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-import random
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -8,23 +8,25 @@ from botocore.exceptions import (
     BotoCoreError,
     ClientError,
 )
-from celery.exceptions import SoftTimeLimitExceeded
 from django.utils import timezone
 
 from importer.core.crypto import DecryptionError
-from importer.imports.polling import (
-    POLL_FAILED_UNEXPECTEDLY,
+from importer.jobs.models import clip_text, clip_to_fields, note_once
+from importer.jobs.polling import (
     POLL_TEAM_BUDGET_SECONDS,
     VANISHED_GRACE,
-    poll_problem,
+    by_team,
+    poll_failed,
+    poll_isolated,
 )
-from importer.jobs.models import clip_text, clip_to_fields, note_once
 from importer.outscale import accounts
 from importer.outscale.errors import OscApiError
 from importer.outscale.paginator import Listing, read_export_tasks_bounded
 from importer.outscale.resources import SnapshotExportTask
 from importer.transfers.models import ExportEvent, ExportState, ExportTask
-from importer.transfers.services import OBJECT_GRACE, find_exported_object, logger
+from importer.transfers.services import OBJECT_GRACE, find_exported_object
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -42,11 +44,7 @@ def exports_poll(*, now: datetime | None = None) -> ExportPollSummary:
     team's exports when someone can act on it) and the other teams are polled all the same.
     """
     now = now or timezone.now()
-    by_team: dict[int, list[ExportTask]] = {}
-    for export in ExportTask.objects.in_flight().select_related("team"):
-        by_team.setdefault(export.team_id, []).append(export)
-    teams = list(by_team.values())
-    random.shuffle(teams)  # a slow team must not always go first
+    teams = by_team(ExportTask.objects.in_flight().select_related("team"))
     followed = changed = finished = failed = 0
     for exports in teams:
         followed += len(exports)
@@ -64,18 +62,13 @@ def exports_poll(*, now: datetime | None = None) -> ExportPollSummary:
 def _poll_team_exports_isolated(
     exports: list[ExportTask], *, now: datetime
 ) -> tuple[int, int] | None:
-    try:
-        return _poll_team_exports(exports, now=now)
-    except SoftTimeLimitExceeded:
-        raise  # the task's time is up: the next cycle starts over
-    except Exception:
-        logger.exception(
-            "Polling %d exports of team %s failed; the other teams go on",
-            len(exports),
-            exports[0].team.name,
-        )
-        _note_on_exports(exports, POLL_FAILED_UNEXPECTEDLY)
-        return None
+    return poll_isolated(
+        exports,
+        lambda: _poll_team_exports(exports, now=now),
+        what="exports",
+        failed=None,
+        note=_note_on_exports,
+    )
 
 
 def _poll_team_exports(exports: list[ExportTask], *, now: datetime) -> tuple[int, int] | None:
@@ -89,9 +82,7 @@ def _poll_team_exports(exports: list[ExportTask], *, now: datetime) -> tuple[int
             budget_seconds=POLL_TEAM_BUDGET_SECONDS,
         )
     except (OscApiError, ValueError, DecryptionError) as error:
-        logger.warning("Polling %d exports failed, will try again: %s", len(exports), error)
-        if not (isinstance(error, OscApiError) and error.transient):
-            _note_on_exports(exports, poll_problem(error))
+        poll_failed(exports, error, what="exports", note=_note_on_exports)
         return None
     tasks = {task.task_id: task for task in listing.items}
     changed = finished = 0

@@ -9,34 +9,28 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
-from importer.audit.chain import record
 from importer.audit.models import AuditAction
 from importer.core.crypto import DecryptionError
 from importer.core.redaction import redact_url
 from importer.core.units import GIB
-from importer.imports import services as imports_services
-from importer.imports.services import LOST_IN_QUEUE_AFTER, STUCK_SUBMITTING_AFTER
 from importer.jobs.queue import enqueue
-from importer.jobs.retry import TransientSubmitError, retry_delay
+from importer.jobs.retry import (
+    fail_or_requeue,
+    sweep_submissions,
+)
 from importer.outscale import accounts
 from importer.outscale.accounts import presign_object, s3_client
 from importer.outscale.client import OscClient
 from importer.outscale.errors import OscApiError
 from importer.outscale.resources import SnapshotExportTask
 from importer.teams.models import Team
-from importer.transfers.models import ExportEvent, ExportState, ExportTask, SharedUrl
+from importer.transfers.models import ExportState, ExportTask, SharedUrl
 
 logger = logging.getLogger(__name__)
 
 
-MAX_SUBMIT_ATTEMPTS = imports_services.MAX_SUBMIT_ATTEMPTS
-
-
 # The API said completed but the object is not in the bucket (yet): give up after this long.
 OBJECT_GRACE = timedelta(minutes=10)
-
-
-SWEEP_BATCH = 500
 
 
 class ExportNotShareable(Exception):
@@ -85,24 +79,16 @@ def export_create(
             disk_image_format=disk_image_format,
             requested_by=user,
         )
-        ExportEvent.objects.create(
-            export=export,
-            state=ExportState.QUEUED,
+        export.record_creation(
+            AuditAction.EXPORT_REQUESTED,
+            actor=user,
+            ip=ip,
             message=f"Requested by {user.get_username()}: {snapshot_id} to {bucket}/{prefix}"
             f" as {disk_image_format}.",
-        )
-        record(
-            action=AuditAction.EXPORT_REQUESTED,
-            actor=user,
-            team=team,
-            target=str(export.pk),
-            ip=ip,
-            details={
-                "snapshot_id": snapshot_id,
-                "bucket": bucket,
-                "prefix": prefix,
-                "format": disk_image_format,
-            },
+            snapshot_id=snapshot_id,
+            bucket=bucket,
+            prefix=prefix,
+            format=disk_image_format,
         )
         transaction.on_commit(lambda: export_enqueue(export_id=export.pk))
     return export
@@ -172,7 +158,7 @@ def export_submit(*, export_id: str) -> None:
         export.mark_failed(code="NoCredentials", type="PortalError", details=str(error))
         return
     except OscApiError as error:
-        _submit_failed(export, error)
+        fail_or_requeue(export, error)
         return
     _accept(export, result.task, request_id=result.request_id)
 
@@ -187,45 +173,13 @@ def _accept(export: ExportTask, task: SnapshotExportTask, *, request_id: str) ->
     )
 
 
-def _submit_failed(export: ExportTask, error: OscApiError) -> None:
-    code = error.code or str(error.http_status or "")
-    if not error.transient:
-        export.mark_failed(
-            code=code,
-            type=error.type,
-            details=error.details or str(error),
-            request_id=error.request_id,
-        )
-        return
-    if export.attempts >= MAX_SUBMIT_ATTEMPTS:
-        export.mark_failed(
-            code=code,
-            type=error.type or "Unavailable",
-            details=f"Gave up after {export.attempts} attempts; last answer: {error}",
-            request_id=error.request_id,
-        )
-        return
-    delay = retry_delay(export.attempts)
-    export.requeue_after_transient_error(
-        summary=str(error),
-        request_id=error.request_id,
-        retry_at=timezone.now() + timedelta(seconds=delay),
-    )
-    raise TransientSubmitError(delay)
-
-
 def export_cancel(*, export: ExportTask, user: User, ip: str | None = None) -> None:
     """Stops an export: a queued one at once, a running one with DeleteExportTask.
 
     Raises OscApiError when the API refuses (the task has already ended, for instance).
     """
-    record(
-        action=AuditAction.EXPORT_CANCELLED,
-        actor=user,
-        team=export.team,
-        target=str(export.pk),
-        ip=ip,
-        details={"task_id": export.task_id, "state": export.state},
+    export.audit(
+        AuditAction.EXPORT_CANCELLED, actor=user, ip=ip, task_id=export.task_id, state=export.state
     )
     ExportTask.objects.filter(pk=export.pk).update(cancel_requested=True)
     if export.state == ExportState.QUEUED or not export.task_id:
@@ -241,18 +195,12 @@ def export_cancel(*, export: ExportTask, user: User, ip: str | None = None) -> N
 def exports_sweep(*, now: datetime | None = None) -> int:
     """Re-sends exports the broker lost or whose worker died; returns how many."""
     now = now or timezone.now()
-    resent = 0
-    lost = ExportTask.objects.lost_in_queue(now=now, after=LOST_IN_QUEUE_AFTER)
-    for export_id in list(lost.values_list("pk", flat=True)[:SWEEP_BATCH]):
-        if ExportTask.objects.filter(pk=export_id, state=ExportState.QUEUED).update(
-            enqueued_at=now
-        ):
-            resent += export_enqueue(export_id=export_id)
-    stuck = ExportTask.objects.stuck_submitting(now=now, after=STUCK_SUBMITTING_AFTER)
-    for export in stuck[:SWEEP_BATCH]:
-        if export.requeue_stuck():
-            resent += export_enqueue(export_id=export.pk)
-    return resent
+
+    def send(export_id: uuid.UUID) -> bool:
+        return export_enqueue(export_id=export_id)
+
+    resent, requeued = sweep_submissions(ExportTask, send, now=now)
+    return resent + requeued
 
 
 def share_create(
@@ -279,12 +227,11 @@ def _record_share(
             expires_at=timezone.now() + timedelta(seconds=seconds),
             lifetime_seconds=seconds,
         )
-        record(
-            action=AuditAction.URL_SHARED,
+        export.audit(
+            AuditAction.URL_SHARED,
             actor=user,
-            team=export.team,
-            target=str(export.pk),
             ip=ip,
-            details={"object": share.url_redacted, "lifetime_seconds": seconds},
+            object=share.url_redacted,
+            lifetime_seconds=seconds,
         )
     return share

@@ -9,7 +9,13 @@ from playwright.sync_api import Page, expect
 
 from importer.teams.models import Membership, Role, Team
 from importer.transfers.models import CopyChain, CopyState, ExportState, ExportTask, SharedUrl
-from tests.test_exports import BUCKET, OTHER, account_snapshots, completed_snapshot, other_team
+from tests.transfers.test_exports import (
+    BUCKET,
+    OTHER,
+    account_snapshots,
+    completed_snapshot,
+    other_team,
+)
 
 pytestmark = [
     pytest.mark.browser,

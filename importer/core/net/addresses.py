@@ -9,8 +9,8 @@ from importer.core.net.guard import (
     Resolver,
     Target,
     UnresolvableHost,
-    _is_ip_literal,
     check_url,
+    is_ip_literal,
 )
 
 _EXTRA_FORBIDDEN_NETWORKS = tuple(
@@ -100,7 +100,7 @@ def checked_address(target: Target, policy: Policy) -> str:
     addresses = _resolve(target.host, target.port, policy.resolver)
     # A trusted endpoint written as an address is the deployer's own choice of address; a
     # trusted name is still resolved and checked (its DNS is not the deployer's to vouch for).
-    trusted_address = target.trusted and _is_ip_literal(target.host)
+    trusted_address = target.trusted and is_ip_literal(target.host)
     if trusted_address or (policy.allow_http and target.exact):
         return addresses[0]
     for text in addresses:

@@ -134,7 +134,7 @@ class Target:
         return shown if self.default_port else f"{shown}:{self.port}"
 
 
-_NETLOC_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+NETLOC_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
 
 _LABEL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
@@ -223,7 +223,7 @@ def _split_netloc(netloc: str) -> tuple[str, str]:
     else:
         host, colon, port = netloc.partition(":")
         rest = colon + port
-        if not host or any(char not in _NETLOC_CHARS for char in host):
+        if not host or any(char not in NETLOC_CHARS for char in host):
             raise malformed
     if rest and not (rest.startswith(":") and rest[1:].isdigit()):
         raise malformed
@@ -288,7 +288,7 @@ def _allowed(target: Target, policy: Policy) -> bool:
         or _is_bucket_host(target.host, policy)
     ):
         return False
-    if policy.any_public_host and target.scheme == "https" and not _is_ip_literal(target.host):
+    if policy.any_public_host and target.scheme == "https" and not is_ip_literal(target.host):
         # Any name (its addresses are checked before dialling); never a bare address.
         return False
     raise HostNotAllowed(_host_refusal(target, policy))
@@ -316,7 +316,7 @@ def _is_bucket_host(host: str, policy: Policy) -> bool:
     )
 
 
-def _is_ip_literal(host: str) -> bool:
+def is_ip_literal(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
     except ValueError:
@@ -348,23 +348,3 @@ def _http_refusal(target: Target, policy: Policy) -> str:
             f"{target.shown_host} is not."
         )
     return message
-
-
-def redact_destination(raw: str) -> str:
-    """What may be shown of a person-chosen URL: scheme, host and port, never path or query.
-
-    Webhook URLs of chat services carry their token in the path; nothing after the host is
-    kept. Never raises (it runs in error paths).
-    """
-    try:
-        scheme, sep, rest = raw.strip().partition("://")
-        if not sep:
-            return "[redacted URL]"
-        authority = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
-        host = authority.rpartition("@")[2]
-        if not host or any(char not in _NETLOC_CHARS and char not in "[]:" for char in host):
-            return "[redacted URL]"
-        tail = "/[redacted]" if rest[len(authority) :].strip("/") else ""
-        return f"{scheme.lower()[:10]}://{host.lower()[:255]}{tail}"
-    except Exception:
-        return "[redacted URL]"

@@ -179,16 +179,22 @@ def guarded_session(policy: Policy) -> GuardedSession:
 
 def read_capped(raw: Any, max_bytes: int, deadline: float) -> bytes | None:
     """Read a urllib3 response body; None when it passes ``max_bytes`` or the deadline."""
+    # One byte past the cap tells a body that is too long from one that just fits.
+    body = read_until(raw, max_bytes + 1, deadline, decode_content=True)
+    return None if body is None or len(body) > max_bytes else body
+
+
+def read_until(raw: Any, limit: int, deadline: float, *, decode_content: bool) -> bytes | None:
+    """At most ``limit`` bytes of a urllib3 response body; None when the deadline passes first."""
     chunks: list[bytes] = []
     received = 0
-    while True:
+    while received < limit:
         if time.monotonic() > deadline:
             return None
         # read1 returns what has arrived, so a server dripping bytes still meets the deadline.
-        chunk = raw.read1(min(65536, max_bytes + 1 - received), decode_content=True)
+        chunk = raw.read1(min(65536, limit - received), decode_content=decode_content)
         if not chunk:
-            return b"".join(chunks)
+            break
         chunks.append(chunk)
         received += len(chunk)
-        if received > max_bytes:
-            return None
+    return b"".join(chunks)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from importer.jobs import views
+from importer.ops import views
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),

@@ -21,7 +21,7 @@ from tests.support.factories import make_job, make_user
 
 pytestmark = pytest.mark.django_db
 API = "https://api.csp-test.example/api/v1"
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 COMMENTS = re.compile(r"{#.*?#}|{% comment %}.*?{% endcomment %}", re.DOTALL)
 POLICY = {
     "default-src": {"'self'"},

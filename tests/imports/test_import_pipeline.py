@@ -16,6 +16,7 @@ from importer.imports import polling
 from importer.imports import services as imports_services
 from importer.imports.models import ImportJob, JobState, TagState
 from importer.jobs import retry
+from importer.jobs.polling import POLL_FAILED_UNEXPECTEDLY, VANISHED_GRACE
 from importer.outscale import accounts
 from importer.outscale.paginator import pages_for
 from importer.presigned.policy import url_policy
@@ -140,11 +141,11 @@ def test_it_adopts_the_snapshot_a_lost_answer_created(api_on_sandbox) -> None:
 def test_it_gives_up_after_a_bounded_number_of_transient_errors(api_on_sandbox) -> None:
     api_on_sandbox.inject_fault("CreateSnapshot", "error", status=503, count=None)
     job = submit(api_on_sandbox)
-    for _ in range(imports_services.MAX_SUBMIT_ATTEMPTS + 3):
+    for _ in range(retry.MAX_SUBMIT_ATTEMPTS + 3):
         job = run_submit(job)
-    assert job.state == JobState.ERROR and job.attempts == imports_services.MAX_SUBMIT_ATTEMPTS
+    assert job.state == JobState.ERROR and job.attempts == retry.MAX_SUBMIT_ATTEMPTS
     assert "Gave up after 8 attempts" in job.error_details
-    assert api_on_sandbox.state()["calls"]["CreateSnapshot"] == imports_services.MAX_SUBMIT_ATTEMPTS
+    assert api_on_sandbox.state()["calls"]["CreateSnapshot"] == retry.MAX_SUBMIT_ATTEMPTS
 
 
 def test_it_ends_a_job_on_a_permanent_error_without_retrying(
@@ -189,7 +190,7 @@ def test_it_marks_a_vanished_snapshot(api_on_sandbox) -> None:
     polling.imports_poll()
     job.refresh_from_db()
     assert job.state == JobState.IN_PROGRESS  # within the grace period: may be eventual consistency
-    polling.imports_poll(now=timezone.now() + polling.VANISHED_GRACE + timedelta(seconds=5))
+    polling.imports_poll(now=timezone.now() + VANISHED_GRACE + timedelta(seconds=5))
     job.refresh_from_db()
     assert job.state == JobState.ERROR and job.error_type == "SnapshotVanished"
 
@@ -225,7 +226,7 @@ def test_it_sweeps_jobs_the_broker_lost_or_a_dead_worker_held(api_on_sandbox, mo
     lost = submit(api_on_sandbox)
     held = submit(api_on_sandbox)
     assert held.claim_for_submission()
-    later = timezone.now() + imports_services.STUCK_SUBMITTING_AFTER + timedelta(seconds=1)
+    later = timezone.now() + retry.STUCK_SUBMITTING_AFTER + timedelta(seconds=1)
     summary = imports_services.imports_sweep(now=later)
     assert summary.requeued_stuck == 1 and summary.resent_queued == 1
     assert sorted(sent) == sorted([str(lost.pk), str(held.pk)])
@@ -255,7 +256,7 @@ def api_answer(snapshots: list[dict], token: str | None = None) -> dict:
 def in_flight(team_name: str, snapshot_id: str, **team_fields) -> ImportJob:
     team = make_team(team_name, **team_fields)
     user = make_user(f"user-of-{team_name}", team=team)
-    long_ago = timezone.now() - polling.VANISHED_GRACE - timedelta(minutes=1)
+    long_ago = timezone.now() - VANISHED_GRACE - timedelta(minutes=1)
     return make_job(
         user,
         state=JobState.IN_PROGRESS,
@@ -287,9 +288,9 @@ def test_it_polls_the_other_teams_when_one_teams_poll_fails(fake_api, monkeypatc
     broken.refresh_from_db()
     assert fine.state == JobState.COMPLETED
     assert broken.state == JobState.IN_PROGRESS
-    assert broken.events.last().message == polling.POLL_FAILED_UNEXPECTEDLY
+    assert broken.events.last().message == POLL_FAILED_UNEXPECTEDLY
     polling.imports_poll()  # the same problem again is not noted twice
-    assert broken.events.filter(message=polling.POLL_FAILED_UNEXPECTEDLY).count() == 1
+    assert broken.events.filter(message=POLL_FAILED_UNEXPECTEDLY).count() == 1
 
 
 def test_it_notes_on_the_jobs_a_team_without_credentials(fake_api) -> None:

@@ -20,6 +20,7 @@ from importer.imports import services as imports_services
 from importer.imports.models import TERMINAL_STATES as TERMINAL
 from importer.imports.models import ImportJob, JobState, TagState
 from importer.imports.tasks import submit_import
+from importer.jobs import retry
 from tests.support.factories import make_user
 from tests.support.workers import sandbox_env, start_process, start_worker, wait_until
 
@@ -160,7 +161,7 @@ def test_it_loses_nothing_and_duplicates_nothing_when_a_worker_is_killed(
     )
     try:
         summary = imports_services.imports_sweep(
-            now=timezone.now() + imports_services.STUCK_SUBMITTING_AFTER + timedelta(seconds=1)
+            now=timezone.now() + retry.STUCK_SUBMITTING_AFTER + timedelta(seconds=1)
         )
         assert summary.requeued_stuck == 1
         # The session worker's beat may already have polled it to completed.
@@ -227,7 +228,7 @@ def test_it_keeps_a_job_submitted_while_the_broker_is_down_and_sends_it_later(
                 CELERY_BROKER_URL=broker_url,
                 **sandbox_env(api_on_sandbox),
             )
-            later = timezone.now() + imports_services.LOST_IN_QUEUE_AFTER + timedelta(seconds=1)
+            later = timezone.now() + retry.LOST_IN_QUEUE_AFTER + timedelta(seconds=1)
             assert imports_services.imports_sweep(now=later).resent_queued == 1
             wait_until(
                 lambda: ImportJob.objects.filter(

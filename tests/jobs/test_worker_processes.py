@@ -24,18 +24,23 @@ from tests.support.workers import (
 @pytest.mark.integration
 @pytest.mark.django_db
 @pytest.mark.parametrize(
-    "options",
+    ("solo", "with_beat"),
     [
-        pytest.param({"solo": True, "with_beat": True}, id="solo-with-beat"),
-        pytest.param({"with_beat": False}, id="prefork"),
+        # The leftover: the beat process of a worker that test_exports_worker kills.
+        pytest.param(True, True, id="solo-with-beat"),
+        pytest.param(False, False, id="prefork"),
     ],
 )
 def test_it_ends_the_children_of_a_worker_whose_main_process_was_killed(
-    tmp_path: Path, options: dict[str, bool]
+    tmp_path: Path, solo: bool, with_beat: bool
 ) -> None:
     # Its own queue and no polls: this worker takes nothing meant for another test's.
     worker = start_worker(
-        tmp_path / "killed.log", queues="killed", PORTAL_POLL_SECONDS="3600", **options
+        tmp_path / "killed.log",
+        with_beat=with_beat,
+        solo=solo,
+        queues="killed",
+        PORTAL_POLL_SECONDS="3600",
     )
     children = wait_until(
         lambda: [child for child in group_members(worker.pid) if child.pid != worker.pid],

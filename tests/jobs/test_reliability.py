@@ -17,7 +17,7 @@ from bench import scenarios
 from bench.hostile import DESTINATIONS, EXTRA_HOSTS, good_url
 from bench.stack import RedisServer, use_broker
 from importer.imports.forms import ImportSnapshotForm
-from importer.presigned.fetch import inspect_presigned_url
+from importer.presigned.fetch import read_object_head
 from tests.support.workers import database_url, wait_until
 
 integration = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -147,7 +147,7 @@ def test_it_counts_a_connection_to_a_forbidden_address_at_the_socket() -> None:
 def test_it_refuses_a_url_whose_allowed_host_resolves_to_an_internal_address(settings) -> None:
     settings.PORTAL_ALLOW_HTTP_URLS = False
     settings.PORTAL_URL_HOSTS = list(EXTRA_HOSTS)
-    defaults = inspect_presigned_url.__kwdefaults__
+    defaults = read_object_head.__kwdefaults__
     saved = defaults["resolver"]
     defaults["resolver"] = scenarios.fake_resolver
     try:

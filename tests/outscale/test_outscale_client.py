@@ -19,10 +19,11 @@ from osc_sdk_python.authentication import Authentication
 from osc_sdk_python.credentials import Profile
 from urllib3.exceptions import ProtocolError
 
-from importer.outscale.client import OscClient, default_session
+from importer.outscale.client import OscClient
 from importer.outscale.errors import OscApiError
 from importer.outscale.resources import CreateSnapshotResult, Snapshot
 from importer.outscale.signing import OscCredentials
+from importer.outscale.transport import default_session
 from tests.support.openapi_spec import validate_request, validate_response
 
 ACCESS_KEY = "AKTESTPORTAL0123456789"

@@ -10,7 +10,7 @@ import responses
 from django.core.cache import cache
 from django.utils import timezone
 
-from importer.imports.listing import job_version
+from importer.core.pages import version as job_version
 from importer.imports.models import ImportJob, JobState
 from importer.outscale import accounts
 from tests.support.factories import make_job, make_user

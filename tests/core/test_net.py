@@ -24,11 +24,11 @@ from importer.core.net.guard import (
     Resolver,
     UnresolvableHost,
     check_url,
-    redact_destination,
 )
 from importer.core.net.session import guarded_session
+from importer.core.redaction import redact_destination
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def policy(**overrides: Any) -> Policy:

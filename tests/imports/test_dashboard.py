@@ -465,7 +465,7 @@ def test_it_inspects_the_url_in_place_and_offers_the_suggested_size(client, oper
 def test_it_hides_the_button_and_refuses_imports_without_the_right(
     client, operator, sent, monkeypatch
 ) -> None:
-    monkeypatch.setattr(imports_views, "_can_import", lambda request: False)
+    monkeypatch.setattr("importer.teams.permissions.can_import", lambda request: False)
     assert "data-dialog-open" not in client.get("/").content.decode()
     assert dialog_post(client).status_code == 403
     assert client.post("/imports/inspect", {"presigned_url": "x"}).status_code == 403

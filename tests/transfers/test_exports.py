@@ -24,6 +24,7 @@ from importer.core.crypto import encrypt_text
 from importer.imports import polling
 from importer.imports import services as imports_services
 from importer.imports.models import ImportJob, JobState
+from importer.jobs.polling import POLL_FAILED_UNEXPECTEDLY, VANISHED_GRACE
 from importer.outscale import accounts
 from importer.outscale.accounts import presign_object
 from importer.outscale.paginator import pages_for
@@ -511,7 +512,7 @@ def test_it_polls_exports_with_204_then_the_changed_summary_then_286(client: Cli
     user = make_user("op")
     client.force_login(user)
     export = new_export(user.memberships.first().team, user, "snap-0000abcd")
-    from importer.transfers.views import version
+    from importer.core.pages import version
 
     query = f"/exports/poll?e={export.pk}.{version(export)}"
     assert client.get(query).status_code == 204
@@ -554,7 +555,7 @@ def fake_api(settings: Any) -> Iterator[responses.RequestsMock]:
 def exporting(team_name: str, task_id: str) -> ExportTask:
     team = make_team(team_name)
     user = make_user(f"user-of-{team_name}", team=team)
-    long_ago = timezone.now() - polling.VANISHED_GRACE - timedelta(minutes=1)
+    long_ago = timezone.now() - VANISHED_GRACE - timedelta(minutes=1)
     return ExportTask.objects.create(
         team=team,
         requested_by=user,
@@ -600,7 +601,7 @@ def test_it_polls_the_other_teams_exports_when_one_teams_poll_fails(
     broken.refresh_from_db()
     assert fine.progress == 40 and fine.api_state == "active"
     assert broken.state == ExportState.IN_PROGRESS
-    assert broken.events.last().message == polling.POLL_FAILED_UNEXPECTEDLY
+    assert broken.events.last().message == POLL_FAILED_UNEXPECTEDLY
 
 
 def test_it_cuts_an_exports_api_strings_to_their_fields(fake_api: responses.RequestsMock) -> None:

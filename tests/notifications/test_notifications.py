@@ -99,7 +99,7 @@ def failed_job_with_request(receiver: Receiver, **request: Any) -> Any:
     user.save()
     job = make_job(user, name="nightly")
     team = job.team
-    services.webhook_set(team=team, user=user, url=receiver.url, secret=SECRET, oos_endpoint="")
+    services.webhook_set(team=team, user=user, url=receiver.url, secret=SECRET)
     services.notification_request(
         user=user,
         team=team,
