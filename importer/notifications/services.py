@@ -152,33 +152,28 @@ def webhook_set(
     team.refresh_from_db()
 
 
+# Per kind of job: where its page is, and what a notification says of it beyond the shared fields.
+_DESCRIBED: dict[type, tuple[str, tuple[str, ...]]] = {
+    ImportJob: ("imports", ("name",)),
+    ExportTask: ("exports", ("bucket", "object_key", "comment")),
+    CopyChain: ("copies", ("name",)),
+}
+
+
 def describe(kind: str, target: Any) -> dict[str, Any]:
     """What a notification says about the job: states, ids, errors; never a URL's secret."""
-    body: dict[str, Any] = {"kind": kind, "id": str(target.pk), "state": target.state}
-    if isinstance(target, ImportJob):
-        body.update(
-            name=target.name,
-            snapshot_id=target.snapshot_id,
-            error=target.error_details,
-            path=f"/imports/{target.pk}",
-        )
-    elif isinstance(target, ExportTask):
-        body.update(
-            snapshot_id=target.snapshot_id,
-            bucket=target.bucket,
-            object_key=target.object_key,
-            comment=target.comment,
-            error=target.error_details,
-            path=f"/exports/{target.pk}",
-        )
-    elif isinstance(target, CopyChain):
-        body.update(
-            name=target.name,
-            snapshot_id=target.snapshot_id,
-            target_team=target.target_team.name,
-            error=target.error_details,
-            path=f"/copies/{target.pk}",
-        )
+    pages, fields = _DESCRIBED[type(target)]
+    body: dict[str, Any] = {
+        "kind": kind,
+        "id": str(target.pk),
+        "state": target.state,
+        "snapshot_id": target.snapshot_id,
+        **{field: getattr(target, field) for field in fields},
+        "error": target.error_details,
+        "path": f"/{pages}/{target.pk}",
+    }
+    if isinstance(target, CopyChain):
+        body["target_team"] = target.target_team.name
     # Belt and braces: whatever text a job holds goes out redacted.
     return {
         key: redact_text(value) if isinstance(value, str) else value for key, value in body.items()

@@ -115,8 +115,7 @@ def _advance_exporting(chain: CopyChain) -> bool:
     if export.is_terminal:
         why = export.error_details or export.comment or "it was cancelled"
         return chain.mark_failed(
-            from_state=CopyState.EXPORTING,
-            details=f"The export ended {export.get_state_display().lower()}: {why}",
+            details=f"The export ended {export.get_state_display().lower()}: {why}"
         )
     return False
 
@@ -129,8 +128,7 @@ def _advance_importing(chain: CopyChain) -> bool:
         return chain.mark_completed(snapshot_id=job.snapshot_id)
     if job.state == JobState.ERROR:
         return chain.mark_failed(
-            from_state=CopyState.IMPORTING,
-            details=f"The import failed: {job.error_type or job.error_code}: {job.error_details}",
+            details=f"The import failed: {job.error_type or job.error_code}: {job.error_details}"
         )
     return False
 
@@ -139,18 +137,14 @@ def _copy_start_import(chain: CopyChain) -> bool:
     """The URL and the import, committed with the chain's step or not at all."""
     export = chain.export
     if not export.snapshot_size:
-        return chain.mark_failed(
-            from_state=CopyState.EXPORTING, details="The export's snapshot size is unknown."
-        )
+        return chain.mark_failed(details="The export's snapshot size is unknown.")
     try:
         url = presign_object(
             chain.source_team, bucket=export.bucket, key=export.object_key, seconds=COPY_URL_SECONDS
         )
         parsed = parse_presigned_url(url, policy=url_policy(), now=timezone.now())
     except (ValueError, DecryptionError) as error:  # PresignedUrlError is a ValueError
-        return chain.mark_failed(
-            from_state=CopyState.EXPORTING, details=f"No usable pre-signed URL: {error}"
-        )
+        return chain.mark_failed(details=f"No usable pre-signed URL: {error}")
     with transaction.atomic():
         locked = CopyChain.objects.select_for_update().filter(
             pk=chain.pk, state=CopyState.EXPORTING

@@ -243,9 +243,10 @@ class CopyChain(TrackedJob):
             finished_at=timezone.now(),
         )
 
-    def mark_failed(self, *, from_state: str, details: str) -> bool:
+    def mark_failed(self, *, details: str) -> bool:
+        """Ends the chain, if it is still at the step it was read at."""
         return self.transition(
-            from_states=(from_state,),
+            from_states=(self.state,),
             message=f"Failed: {details}",
             state=CopyState.ERROR,
             error_details=details[:2000],
