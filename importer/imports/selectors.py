@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import uuid
 from collections.abc import Mapping
@@ -16,7 +17,6 @@ from django.http import Http404, HttpRequest
 
 from importer.core.pages import filtered
 from importer.imports.models import ImportJob, ImportJobQuerySet
-from importer.imports.services import logger
 from importer.outscale import accounts
 from importer.outscale.client import OscClient
 from importer.outscale.errors import OscApiError
@@ -27,6 +27,8 @@ from importer.teams.permissions import current_team
 
 # The dashboard waits this long for the API, then shows the local jobs with a banner.
 DASHBOARD_API_DEADLINE_SECONDS = 4.0
+
+logger = logging.getLogger(__name__)
 
 
 # A listing is reused this long, so paging and filtering do not list the account again.
