@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.signals import connection_created
 
 from sandbox.run import Sandbox
 from tests.sandbox_fixtures import clean_sandbox, sandbox
@@ -27,6 +30,26 @@ from tests.support.workers import (
 )
 
 __all__ = ["clean_sandbox", "sandbox"]
+
+
+def the_flush_outwaits_the_workers(
+    sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any
+) -> None:
+    """Lets a worker's query, not the test's table flush, lose a deadlock between the two.
+
+    Between transactional tests pytest-django empties every table with one TRUNCATE, which takes
+    its locks table by table while the session worker's beat may be running a poll that joins the
+    same tables in another order. PostgreSQL aborts whichever waiter checks first, after its
+    deadlock_timeout; giving the test thread's connection the longer one makes that the worker's
+    query, whose task runs again on the next tick, instead of the flush, whose failure would leave
+    this test's rows to break the next one.
+    """
+    if connection.vendor == "postgresql" and threading.current_thread() is threading.main_thread():
+        with connection.cursor() as cursor:
+            cursor.execute("SET deadlock_timeout = '10s'")
+
+
+connection_created.connect(the_flush_outwaits_the_workers)
 
 
 def pytest_configure(config: pytest.Config) -> None:

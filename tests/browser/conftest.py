@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connection
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from importer.teams.models import Membership, Role, Team
@@ -64,13 +66,36 @@ def guard_csp(context: BrowserContext, violations: list[str]) -> None:
     )
 
 
+def wait_until_the_server_is_done_with_the_database(limit_seconds: float = 10.0) -> None:
+    """Waits until no other connection is running a query on the test database.
+
+    A closed page may leave a poll the live server is still answering; flushing the tables under
+    it makes PostgreSQL pick one of the two as a deadlock victim (TRUNCATE takes its locks table
+    by table, the poll's join takes them in another order).
+    """
+    if connection.vendor != "postgresql":
+        return  # SQLite's live server shares this thread's connection: nothing runs beside it
+    deadline = time.monotonic() + limit_seconds
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid() AND state IN ('active', 'idle in transaction')"
+            )
+            if cursor.fetchone() == (0,):
+                return
+            time.sleep(0.05)
+
+
 @pytest.fixture
-def page(browser: Browser, csp_violations: list[str]) -> Iterator[Page]:
+def page(browser: Browser, csp_violations: list[str], transactional_db: Any) -> Iterator[Page]:
+    # Asking for the database here makes pytest close the page before it flushes the tables.
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     guard_csp(context, csp_violations)
     opened = context.new_page()
     yield opened
     context.close()
+    wait_until_the_server_is_done_with_the_database()
 
 
 @pytest.fixture
