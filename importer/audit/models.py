@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from django.conf import settings
@@ -65,30 +66,24 @@ def _refuse(what: str) -> NoReturn:
     raise AuditLogIsAppendOnly(f"The audit log is append-only: {what} is not allowed.")
 
 
+def _refusing(what: str) -> Callable[..., NoReturn]:
+    """A queryset method that refuses, naming what was refused."""
+
+    def refuse(self: Any, *args: Any, **kwargs: Any) -> NoReturn:
+        _refuse(what)
+
+    return refuse
+
+
 class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
     """Reads only: every method that would change or bulk-write rows refuses."""
 
-    def update(self, *args: Any, **kwargs: Any) -> NoReturn:
-        _refuse("update()")
-
-    def _update(self, *args: Any, **kwargs: Any) -> NoReturn:
-        _refuse("update()")
-
-    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
-        _refuse("delete()")
-
-    def _raw_delete(self, *args: Any, **kwargs: Any) -> NoReturn:
-        _refuse("delete()")
-
-    def bulk_update(self, *args: Any, **kwargs: Any) -> NoReturn:
-        _refuse("bulk_update()")
-
+    update = _update = _refusing("update()")
+    delete = _raw_delete = _refusing("delete()")
+    bulk_update = _refusing("bulk_update()")
     # bulk_create would skip record(), so the new rows would not be chained.
-    def bulk_create(self, *args: Any, **kwargs: Any) -> NoReturn:
-        _refuse("bulk_create()")
-
-    def update_or_create(self, *args: Any, **kwargs: Any) -> NoReturn:
-        _refuse("update_or_create()")
+    bulk_create = _refusing("bulk_create()")
+    update_or_create = _refusing("update_or_create()")
 
 
 AuditEventManager = models.Manager.from_queryset(AuditEventQuerySet)

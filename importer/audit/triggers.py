@@ -1,14 +1,10 @@
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from django.apps.registry import Apps
 from django.db import migrations
 from django.db.backends.base.schema import BaseDatabaseSchemaEditor
-
-if TYPE_CHECKING:
-    pass
-
 
 POSTGRES_APPEND_ONLY_SQL = """
 CREATE OR REPLACE FUNCTION importer_auditevent_append_only() RETURNS trigger
@@ -56,41 +52,28 @@ DROP FUNCTION IF EXISTS importer_auditevent_no_truncate();
 """
 
 
-def _execute_on_postgresql(schema_editor: BaseDatabaseSchemaEditor, sql: str) -> None:
-    # SQLite has no such triggers; the model guards are the only ones there.
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(sql, params=None)
+def _on_postgresql_only(sql: str) -> Callable[[Apps, BaseDatabaseSchemaEditor], None]:
+    def run(apps: Apps, schema_editor: BaseDatabaseSchemaEditor) -> None:
+        # SQLite has no such triggers; the model guards are the only ones there.
+        if schema_editor.connection.vendor == "postgresql":
+            schema_editor.execute(sql, params=None)
+
+    return run
 
 
-def install_append_only_trigger(apps: Apps, schema_editor: BaseDatabaseSchemaEditor) -> None:
-    _execute_on_postgresql(schema_editor, POSTGRES_APPEND_ONLY_SQL)
-
-
-def remove_append_only_trigger(apps: Apps, schema_editor: BaseDatabaseSchemaEditor) -> None:
-    _execute_on_postgresql(schema_editor, POSTGRES_APPEND_ONLY_REVERSE_SQL)
+def _postgresql_trigger(sql: str, reverse_sql: str) -> list[migrations.operations.base.Operation]:
+    return [
+        migrations.RunPython(
+            _on_postgresql_only(sql), _on_postgresql_only(reverse_sql), elidable=False
+        )
+    ]
 
 
 def migration_operations() -> list[migrations.operations.base.Operation]:
     """The migration operations that install the append-only trigger (PostgreSQL only)."""
-    return [
-        migrations.RunPython(
-            install_append_only_trigger, remove_append_only_trigger, elidable=False
-        )
-    ]
-
-
-def install_no_truncate_trigger(apps: Apps, schema_editor: BaseDatabaseSchemaEditor) -> None:
-    _execute_on_postgresql(schema_editor, POSTGRES_NO_TRUNCATE_SQL)
-
-
-def remove_no_truncate_trigger(apps: Apps, schema_editor: BaseDatabaseSchemaEditor) -> None:
-    _execute_on_postgresql(schema_editor, POSTGRES_NO_TRUNCATE_REVERSE_SQL)
+    return _postgresql_trigger(POSTGRES_APPEND_ONLY_SQL, POSTGRES_APPEND_ONLY_REVERSE_SQL)
 
 
 def no_truncate_migration_operations() -> list[migrations.operations.base.Operation]:
     """The migration operations that install the TRUNCATE-refusing trigger (PostgreSQL only)."""
-    return [
-        migrations.RunPython(
-            install_no_truncate_trigger, remove_no_truncate_trigger, elidable=False
-        )
-    ]
+    return _postgresql_trigger(POSTGRES_NO_TRUNCATE_SQL, POSTGRES_NO_TRUNCATE_REVERSE_SQL)

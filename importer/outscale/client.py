@@ -3,7 +3,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 import requests
@@ -36,6 +36,16 @@ DEFAULT_MAX_PAGES = 100
 
 
 Item = TypeVar("Item")
+Query = ParamSpec("Query")
+
+
+def _every_item_of(iterate: Callable[Query, Iterator[Item]]) -> Callable[Query, list[Item]]:
+    """The listing method that returns at once every item `iterate` yields, with its parameters."""
+
+    def read_all(*args: Query.args, **kwargs: Query.kwargs) -> list[Item]:
+        return list(iterate(*args, **kwargs))
+
+    return read_all
 
 
 def _utcnow() -> datetime:
@@ -192,27 +202,8 @@ class OscClient:
 
         return _follow_pages(read_page, action="ReadSnapshots", max_pages=max_pages)
 
-    def read_snapshots(
-        self,
-        *,
-        snapshot_ids: Sequence[str] | None = None,
-        client_tokens: Sequence[str] | None = None,
-        states: Sequence[str] | None = None,
-        tags: Mapping[str, str] | None = None,
-        results_per_page: int = MAX_RESULTS_PER_PAGE,
-        max_pages: int = DEFAULT_MAX_PAGES,
-    ) -> list[Snapshot]:
-        """Every matching snapshot, following NextPageToken to the end (see iter_snapshots)."""
-        return list(
-            self.iter_snapshots(
-                snapshot_ids=snapshot_ids,
-                client_tokens=client_tokens,
-                states=states,
-                tags=tags,
-                results_per_page=results_per_page,
-                max_pages=max_pages,
-            )
-        )
+    # Every matching snapshot, following NextPageToken to the end, as one list.
+    read_snapshots = _every_item_of(iter_snapshots)
 
     def create_tags(self, *, resource_ids: Sequence[str], tags: Mapping[str, str]) -> str:
         """Add or overwrite tags; returns the request id."""

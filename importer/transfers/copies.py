@@ -16,7 +16,7 @@ from importer.outscale.accounts import presign_object
 from importer.presigned.policy import url_policy
 from importer.presigned.urls import parse_presigned_url
 from importer.teams.models import Team
-from importer.transfers.models import CopyChain, CopyState, ExportState
+from importer.transfers.models import CopyChain, CopyState, ExportDestination, ExportState
 from importer.transfers.services import _record_share, export_create, logger
 
 # The URL handed to the other team's import: long enough for a slow import to read it all.
@@ -35,38 +35,30 @@ def copy_create(
     snapshot_id: str,
     name: str,
     description: str,
-    bucket: str,
-    prefix: str,
-    disk_image_format: str,
+    destination: ExportDestination,
     ip: str | None = None,
 ) -> CopyChain:
     if source_team.pk == target_team.pk:
         raise CopyNotAllowed("Choose another team than the snapshot's own.")
     with transaction.atomic():
         export = export_create(
-            team=source_team,
-            user=user,
-            snapshot_id=snapshot_id,
-            bucket=bucket,
-            prefix=prefix,
-            disk_image_format=disk_image_format,
-            ip=ip,
+            team=source_team, user=user, snapshot_id=snapshot_id, destination=destination, ip=ip
         )
         chain = CopyChain.objects.create(
             source_team=source_team,
             target_team=target_team,
             snapshot_id=snapshot_id,
-            name=name,
-            description=description,
             requested_by=user,
             export=export,
+            name=name,
+            description=description,
         )
         chain.record_creation(
             AuditAction.COPY_REQUESTED,
             actor=user,
             ip=ip,
             message=f"Requested by {user.get_username()}: {snapshot_id} of {source_team.name} "
-            f"to {target_team.name}, through {bucket}/{prefix}.",
+            f"to {target_team.name}, through {destination}.",
             snapshot_id=snapshot_id,
             target_team=target_team.name,
             export=str(export.pk),

@@ -10,7 +10,7 @@ from importer.notifications.services import webhook_url_check
 from importer.outscale.endpoints import oos_endpoint_check
 from importer.teams.forms import checked_destination, endpoint_field
 from importer.teams.models import Team
-from importer.transfers.models import DiskImageFormat
+from importer.transfers.models import DiskImageFormat, ExportDestination
 
 SNAPSHOT_ID = re.compile(r"^snap-[0-9a-f]{8,32}$")
 
@@ -55,14 +55,10 @@ class ExportForm(forms.Form):
         return prefix
 
     @property
-    def destination(self) -> dict[str, str]:
+    def destination(self) -> ExportDestination:
         """Where the valid form sends the image: what export_create and copy_create take."""
         data = self.cleaned_data
-        return {
-            "bucket": data["bucket"],
-            "prefix": data["osu_prefix"],
-            "disk_image_format": data["disk_image_format"],
-        }
+        return ExportDestination(data["bucket"], data["osu_prefix"], data["disk_image_format"])
 
 
 class CopyForm(SnapshotTextForm, ExportForm):

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -30,6 +31,21 @@ EXPORT_TERMINAL_STATES = (ExportState.COMPLETED, ExportState.ERROR, ExportState.
 class DiskImageFormat(models.TextChoices):
     QCOW2 = "qcow2", "qcow2"
     RAW = "raw", "raw"
+
+
+@dataclass(frozen=True)
+class ExportDestination:
+    """Where an export writes the image: a bucket, a key prefix in it, and the disk format."""
+
+    bucket: str
+    prefix: str
+    disk_image_format: str
+
+    def __str__(self) -> str:
+        return f"{self.bucket}/{self.prefix}"
+
+    def audit_details(self) -> dict[str, str]:
+        return {"bucket": self.bucket, "prefix": self.prefix, "format": self.disk_image_format}
 
 
 class ExportTaskQuerySet(SubmittedJobQuerySet["ExportTask"]):

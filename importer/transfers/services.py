@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
 from django.contrib.auth.models import User
@@ -24,7 +24,7 @@ from importer.outscale.client import OscClient
 from importer.outscale.errors import OscApiError
 from importer.outscale.resources import SnapshotExportTask
 from importer.teams.models import Team
-from importer.transfers.models import ExportState, ExportTask, SharedUrl
+from importer.transfers.models import ExportDestination, ExportState, ExportTask, SharedUrl
 
 logger = logging.getLogger(__name__)
 
@@ -65,30 +65,21 @@ def export_create(
     team: Team,
     user: User,
     snapshot_id: str,
-    bucket: str,
-    prefix: str,
-    disk_image_format: str,
+    destination: ExportDestination,
     ip: str | None = None,
 ) -> ExportTask:
     with transaction.atomic():
         export = ExportTask.objects.create(
-            team=team,
-            snapshot_id=snapshot_id,
-            bucket=bucket,
-            prefix=prefix,
-            disk_image_format=disk_image_format,
-            requested_by=user,
+            team=team, snapshot_id=snapshot_id, requested_by=user, **asdict(destination)
         )
         export.record_creation(
             AuditAction.EXPORT_REQUESTED,
             actor=user,
             ip=ip,
-            message=f"Requested by {user.get_username()}: {snapshot_id} to {bucket}/{prefix}"
-            f" as {disk_image_format}.",
+            message=f"Requested by {user.get_username()}: {snapshot_id} to {destination}"
+            f" as {destination.disk_image_format}.",
             snapshot_id=snapshot_id,
-            bucket=bucket,
-            prefix=prefix,
-            format=disk_image_format,
+            **destination.audit_details(),
         )
         transaction.on_commit(lambda: export_enqueue(export_id=export.pk))
     return export

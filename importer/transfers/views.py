@@ -75,7 +75,7 @@ def export_new(request: HttpRequest, snapshot_id: str) -> HttpResponse:
             user=actor(request),
             snapshot_id=snapshot_id,
             ip=client_ip(request),
-            **form.destination,
+            destination=form.destination,
         )
         return redirect("export_detail", export_id=export.pk)
     context = {"form": form, "snapshot_id": snapshot_id, "team": team}
@@ -180,7 +180,7 @@ def copy_new(request: HttpRequest, snapshot_id: str) -> HttpResponse:
             name=data["name"],
             description=data["description"],
             ip=client_ip(request),
-            **form.destination,
+            destination=form.destination,
         )
         return redirect("copy_detail", copy_id=chain.pk)
     context = {"form": form, "snapshot_id": snapshot_id, "team": source, "targets": targets}

@@ -32,7 +32,14 @@ from importer.presigned.policy import url_policy
 from importer.presigned.urls import parse_presigned_url
 from importer.teams.models import Role, Team
 from importer.transfers.copies import copies_advance, copy_create
-from importer.transfers.models import CopyChain, CopyState, ExportState, ExportTask, SharedUrl
+from importer.transfers.models import (
+    CopyChain,
+    CopyState,
+    ExportDestination,
+    ExportState,
+    ExportTask,
+    SharedUrl,
+)
 from importer.transfers.polling import exports_poll
 from importer.transfers.services import (
     ExportNotShareable,
@@ -129,8 +136,8 @@ def run_import(job: ImportJob, *, seconds: float = 30) -> ImportJob:
 
 def new_export(team: Team, user: Any, snapshot_id: str, **fields: Any) -> ExportTask:
     values = {"bucket": BUCKET, "prefix": "backups/", "disk_image_format": "qcow2"}
-    values.update(fields)
-    return export_create(team=team, user=user, snapshot_id=snapshot_id, **values)
+    destination = ExportDestination(**{**values, **fields})
+    return export_create(team=team, user=user, snapshot_id=snapshot_id, destination=destination)
 
 
 def everything_in_the_database() -> str:
@@ -330,9 +337,7 @@ def test_it_copies_to_another_team_in_one_chain_even_when_a_step_dies_midway(
         snapshot_id=snapshot_id,
         name="copied",
         description="from source",
-        bucket=BUCKET,
-        prefix="copies/",
-        disk_image_format="qcow2",
+        destination=ExportDestination(BUCKET, "copies/", "qcow2"),
     )
     run_export(chain.export)
 
@@ -381,9 +386,7 @@ def test_it_gives_each_copy_a_random_import_id_fixed_when_the_chain_is_made(
             snapshot_id=snapshot_id,
             name=f"copied-{n}",
             description="",
-            bucket=BUCKET,
-            prefix=f"copies-{n}/",
-            disk_image_format="qcow2",
+            destination=ExportDestination(BUCKET, f"copies-{n}/", "qcow2"),
         )
         for n in range(2)
     ]
@@ -415,9 +418,7 @@ def test_it_fails_the_chain_when_its_export_fails(api_on_sandbox: Sandbox) -> No
         snapshot_id=completed_snapshot(sandbox),
         name="copied",
         description="",
-        bucket="missing-bucket",
-        prefix="",
-        disk_image_format="qcow2",
+        destination=ExportDestination("missing-bucket", "", "qcow2"),
     )
     run_export(chain.export)
     copies_advance()

@@ -12,7 +12,13 @@ from importer.imports.models import ImportJob
 from importer.imports.services import imports_sweep
 from importer.jobs.retry import LOST_IN_QUEUE_AFTER, STUCK_SUBMITTING_AFTER
 from importer.transfers.copies import copy_create
-from importer.transfers.models import CopyChain, CopyState, ExportState, SharedUrl
+from importer.transfers.models import (
+    CopyChain,
+    CopyState,
+    ExportDestination,
+    ExportState,
+    SharedUrl,
+)
 from importer.transfers.services import exports_sweep
 from sandbox.run import Sandbox
 from tests.support.factories import make_user
@@ -50,9 +56,7 @@ def test_it_finishes_a_copy_whose_workers_are_killed_between_steps_without_repea
             snapshot_id=snapshot_id,
             name="copied by workers",
             description="",
-            bucket=BUCKET,
-            prefix="chain/",
-            disk_image_format="qcow2",
+            destination=ExportDestination(BUCKET, "chain/", "qcow2"),
         )
         wait_until(
             lambda: CopyChain.objects.get(pk=chain.pk).export.state == ExportState.IN_PROGRESS,
