@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import string
 import unicodedata
 from datetime import UTC, datetime
@@ -634,3 +635,284 @@ def sandbox_variants(kind: str, port: int) -> list[str]:
         f"gopher://127.0.0.1:{port}/_GET",
     ]
     return list(dict.fromkeys(values))
+
+
+# --- The snapshot actions' dialogs: field-specific hostile values and their oracles ----------
+# CREATE VOLUME, CREATE OMI, COPY SNAPSHOT, UPDATE SNAPSHOT PERMISSIONS and EDIT TAGS
+# (importer/lifecycle/forms.py). Each oracle states necessary conditions only, as why_invalid
+# does: the portal may refuse more (a key signed for someone else, nothing to change), never less.
+
+MAX_VOLUME_GIB = 14901
+MIN_IOPS, MAX_IOPS, MAX_IOPS_PER_GIB = 100, 13000, 300
+VOLUME_TYPES = ("standard", "gp2", "io1")
+ARCHITECTURES = ("x86_64", "i386")
+BOOT_MODES = ("legacy", "uefi")
+ROOT_DEVICE = "/dev/sda1"
+MAX_TAGS = 50
+# Unicode controls, bidi overrides and isolates, zero-width characters, NUL, separators.
+FIELD_CONTROLS = [
+    "\x00",
+    "\x01",
+    "\x07",
+    "\x1b[31m",
+    "\x7f",
+    "\x85",
+    "\r",
+    "\r\n",
+    "\n",
+    "\t",
+    "\u200b",
+    "\u200d",
+    "\u200e",
+    "\u202a",
+    "\u202e",
+    "\u2066",
+    "\u2069",
+    "\u2028",
+    "\u2029",
+    "\ufeff",
+    "\ufff9",
+    "\U000e0041",
+    "\ue000",
+    "\U0010ffff",
+]
+TEN_THOUSAND = "x" * 10_000
+
+
+def hostile_text(rng: random.Random, longest: int) -> str:
+    """A text field's value: plain, random, with a control or bidi character, or far too long."""
+    roll = rng.random()
+    if roll < 0.3:
+        return _random_text(rng, longest)
+    if roll < 0.55:
+        plain = "".join(rng.choices(string.ascii_letters + string.digits + " -_.", k=12))
+        at = rng.randrange(len(plain) + 1)
+        return plain[:at] + rng.choice(FIELD_CONTROLS) + plain[at:]
+    if roll < 0.65:
+        return rng.choice([TEN_THOUSAND, "x" * (longest + 1), "é" * (longest + 1), "x" * longest])
+    return rng.choice(
+        [
+            "",
+            " ",
+            "backup copy",
+            "<script>alert(1)</script>",
+            "{{ request }}",
+            "' OR 1=1 --",
+            "\U0001f642" * 40,
+            "Ŝnåpshøt ünïcødé",
+            "a" * rng.randint(1, longest),
+        ]
+    )
+
+
+def hostile_number(rng: random.Random, low: int, high: int) -> str:
+    """A whole-number field's value: in range, at and past its bounds, negative, huge, or no
+    whole number at all (decimals, exponents, hex, other scripts' digits, units, controls)."""
+    return rng.choice(
+        [
+            str(rng.randint(low, high)),
+            str(rng.randint(low, high)),
+            str(low),
+            str(high),
+            str(low - 1),
+            str(high + 1),
+            str(-rng.randint(1, 10**9)),
+            "0",
+            "-0",
+            "9" * 20,
+            "9" * 400,
+            "1" * 10_000,
+            "1e3",
+            "0x10",
+            "12.5",
+            f"{low}.0",
+            f"+{low}",
+            f" {low} ",
+            f"{low}_0",
+            "\u0661\u0662\u0663",  # Arabic-Indic digits
+            "\uff11\uff12\uff13",  # full-width digits
+            "NaN",
+            "inf",
+            "",
+            " ",
+            "ten",
+            f"{low}\x00",
+            f"{low} GiB",
+            f"\u202e{low}",
+            f"{low},{low}",
+            _random_text(rng, 40),
+        ]
+    )
+
+
+def _account_id(rng: random.Random) -> str:
+    return "".join(rng.choices(string.digits, k=12))
+
+
+def hostile_account_ids(rng: random.Random) -> str:
+    """The permissions dialog's free-text list: good IDs among bad ones and odd separators."""
+    if rng.random() < 0.05:
+        return rng.choice([TEN_THOUSAND, ",".join(_account_id(rng) for _ in range(400))])
+    bad = [
+        "12345678901",
+        "1234567890123",
+        "12345678901a",
+        "\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669\u0660\u0661\u0662",
+        "\uff11\uff12\uff13\uff14\uff15\uff16\uff17\uff18\uff19\uff10\uff11\uff12",
+        "123456789012\x00",
+        "-12345678901",
+        "+12345678901",
+        "0x1234567890",
+        "1e11",
+        "\u200b123456789012",
+        "123456789012\u202e",
+        "123-456-789-012",
+        "amazon",
+        "*",
+        "all",
+    ]
+    parts = [_account_id(rng) if rng.random() < 0.6 else rng.choice(bad) for _ in range(5)]
+    parts = parts[: rng.randint(0, 5)]
+    text = ""
+    for part in parts:
+        text += part + rng.choice([",", ", ", " ", "\n", "\r\n", "\t", ",,", ";", "\u3001"])
+    return text
+
+
+def _last(value: object) -> str:
+    """What Django reads of a posted field: the last of several values."""
+    if isinstance(value, list):
+        return str(value[-1]) if value else ""
+    return "" if value is None else str(value)
+
+
+def _number(text: str) -> int | None:
+    """A whole number as a lenient reader takes it (spaces around, a sign, a trailing .0, digits
+    of any script); None when it is not one."""
+    try:
+        return int(re.sub(r"\.0*$", "", text.strip()))
+    except ValueError:
+        return None
+
+
+def plain_digits(text: str) -> bool:
+    """The import dialog's rule for a number: ASCII digits only (spaces and _ aside)."""
+    raw = text.replace(" ", "").replace("_", "")
+    return raw.isascii() and raw.isdigit()
+
+
+def checked(value: object) -> bool:
+    """A posted checkbox as Django's BooleanField reads it."""
+    text = _last(value)
+    return text.lower() not in ("", "false", "0")
+
+
+def _forbidden_character(text: str, *, allow: str = "") -> bool:
+    return any(
+        unicodedata.category(char) in FORBIDDEN_CATEGORIES and char not in allow for char in text
+    )
+
+
+def _why_invalid_volume_fields(data: dict[str, object], size_field: str, min_gib: int) -> str:
+    volume_type = _last(data.get("volume_type"))
+    if volume_type not in VOLUME_TYPES:
+        return "volume type not one of standard, gp2, io1"
+    size = _number(_last(data.get(size_field)))
+    if size is None or not min_gib <= size <= MAX_VOLUME_GIB:
+        return f"size not a whole number of GiB from {min_gib} to {MAX_VOLUME_GIB}"
+    iops_text = _last(data.get("iops"))
+    if volume_type != "io1":
+        return "IOPS given for a volume that is not io1" if iops_text else ""
+    iops = _number(iops_text)
+    if iops is None or not MIN_IOPS <= iops <= MAX_IOPS:
+        return f"io1 without a whole number of IOPS from {MIN_IOPS} to {MAX_IOPS}"
+    if iops > size * MAX_IOPS_PER_GIB:
+        return f"more than {MAX_IOPS_PER_GIB} IOPS per GiB"
+    return ""
+
+
+def why_invalid_volume(data: dict[str, object], subregions: list[str], min_gib: int) -> str:
+    """A reason CREATE VOLUME must refuse `data`, or "" (necessary conditions only)."""
+    if _last(data.get("subregion_name")) not in subregions:
+        return "Subregion not one of the Region's"
+    return _why_invalid_volume_fields(data, "size_gib", min_gib)
+
+
+def why_invalid_image(data: dict[str, object], min_gib: int) -> str:
+    """A reason CREATE OMI must refuse `data`, or "" (necessary conditions only)."""
+    name = _last(data.get("image_name")).strip()
+    if not 3 <= len(name) <= 128 or not all(
+        char.isascii() and (char.isalnum() or char in " _()/.-") for char in name
+    ):
+        return "OMI name not 3 to 128 letters, digits, spaces and _ ( ) / . -"
+    description = _last(data.get("description")).strip()
+    if len(description) > 255 or _forbidden_character(description, allow="\n\t"):
+        return "description too long or with a control character"
+    if _last(data.get("architecture")) not in ARCHITECTURES:
+        return "architecture not x86_64 or i386"
+    if _last(data.get("boot_mode")) not in BOOT_MODES:
+        return "boot mode not legacy or uefi"
+    if _last(data.get("root_device_name")).strip() != ROOT_DEVICE:
+        return f"root device not {ROOT_DEVICE}"
+    return _why_invalid_volume_fields(data, "volume_size_gib", min_gib)
+
+
+def why_invalid_copy(data: dict[str, object]) -> str:
+    """COPY SNAPSHOT takes the import dialog's Name and Description: its oracle, as is."""
+    return why_invalid(
+        {
+            "name": _last(data.get("name")),
+            "description": _last(data.get("description")),
+            "presigned_url": good_url(),
+            "snapshot_size": "1",
+        }
+    )
+
+
+def why_invalid_permissions(
+    data: dict[str, object], current_ids: list[str], current_public: bool
+) -> str:
+    """A reason UPDATE SNAPSHOT PERMISSIONS must refuse `data`, or ""."""
+    text = _last(data.get("add_account_ids")).strip()
+    if len(text) > 4000:
+        return "account list longer than 4000 characters"
+    for part in text.replace(",", " ").split():
+        if not (len(part) == 12 and part.isascii() and part.isdigit()):
+            return f"{part[:20]!r} is not 12 ASCII digits"
+    removed = data.get("remove_account_ids") or []
+    for account_id in removed if isinstance(removed, list) else [removed]:
+        if str(account_id) not in current_ids:
+            return "removes an account that has no permission"
+    if (
+        checked(data.get("public"))
+        and not current_public
+        and not checked(data.get("confirm_public"))
+    ):
+        return "made public without the confirmation"
+    return ""
+
+
+def why_invalid_tags(data: dict[str, object], prefix: str = "tags") -> str:
+    """A reason EDIT TAGS must refuse `data`, or "": management data, each row, duplicates."""
+    total_text = _last(data.get(f"{prefix}-TOTAL_FORMS")).strip()
+    initial_text = _last(data.get(f"{prefix}-INITIAL_FORMS")).strip()
+    total, initial = _number(total_text), _number(initial_text)
+    if total is None or initial is None:
+        return "management form data missing or not whole numbers"
+    if total > MAX_TAGS:
+        return f"more than {MAX_TAGS} rows"
+    keys: set[str] = set()
+    for index in range(total):
+        key = _last(data.get(f"{prefix}-{index}-key")).strip()
+        value = _last(data.get(f"{prefix}-{index}-value"))
+        if len(key) > 255 or len(value) > 255:
+            return "a key or value longer than 255 characters"
+        if _forbidden_character(key) or _forbidden_character(value):
+            return "a key or value with a control or invisible character"
+        if value and not key:
+            return "a value without a key"
+        if key and key in keys:
+            return "the same key twice"
+        if key:
+            keys.add(key)
+    return ""

@@ -2,7 +2,8 @@
 written to docs/RELIABILITY.md. Exits non-zero when a figure misses its target.
 
     .venv/bin/python -m bench.reliability [--kill-runs N] [--fault-imports N] [--inputs N]
-        [--destination-values N] [--only kill,redis,postgres,faults,hostile,destinations,leak]
+        [--destination-values N] [--lifecycle-jobs N] [--lifecycle-inputs N]
+        [--only kill,redis,postgres,faults,hostile,destinations,lifecycle,leak]
 """
 
 from __future__ import annotations
@@ -41,10 +42,23 @@ def main(argv: list[str] | None = None) -> int:
         help="hostile values per person-chosen destination (0: every crafted one)",
     )
     parser.add_argument(
+        "--lifecycle-jobs",
+        type=int,
+        default=12,
+        help="volumes, OMIs and copies (each) under API faults, a worker killed",
+    )
+    parser.add_argument(
+        "--lifecycle-inputs",
+        type=int,
+        default=1500,
+        help="hostile posts to the snapshot actions' five dialogs",
+    )
+    parser.add_argument(
         "--only",
         default="",
-        help="comma-separated: kill,redis,postgres,faults,hostile,destinations,leak "
-        "(hostile includes destinations)",
+        help="comma-separated: kill,redis,postgres,faults,hostile,destinations,lifecycle,leak "
+        "(hostile includes destinations; lifecycle is lifecycle_faults and lifecycle_hostile, "
+        "each selectable alone)",
     )
     parser.add_argument("--output", default=str(ROOT / "docs" / "RELIABILITY.md"))
     args = parser.parse_args(argv)
@@ -311,6 +325,16 @@ def run_all(env, args, results: Results) -> None:  # type: ignore[no-untyped-def
     if selected(args, "hostile") or selected(args, "destinations"):
         destinations_section(args, results)
 
+    if selected(args, "lifecycle") or selected(args, "lifecycle_faults"):
+        from bench import lifecycle
+
+        lifecycle.faults_section(env, args, results)
+
+    if selected(args, "lifecycle") or selected(args, "lifecycle_hostile"):
+        from bench import lifecycle
+
+        lifecycle.hostile_section(env, args, results)
+
     if selected(args, "leak"):
         section = "Secret leak scan (canary signatures)"
         print(f"\n{section}", flush=True)
@@ -481,13 +505,17 @@ def write_document(path: Path, results: Results, args: argparse.Namespace, minut
         f"the Redis outage, {args.pg_jobs} imports across the PostgreSQL restart, "
         f"{args.fault_imports} imports under API faults, {args.inputs} generated form inputs, "
         f"{'every crafted' if not args.destination_values else args.destination_values} "
-        "hostile value(s) per person-chosen destination.",
+        f"hostile value(s) per person-chosen destination, {args.lifecycle_jobs} volumes, OMIs "
+        f"and copies each under API faults, {args.lifecycle_inputs} hostile posts to the "
+        "snapshot actions' dialogs.",
         f"- Verdict: {'every target met' if not missed else 'MISSED: ' + '; '.join(f.name for f in missed)}.",  # noqa: E501
-        "- A short version of each scenario runs in CI: `tests/jobs/test_reliability.py`.",
+        "- A short version of each scenario runs in CI: `tests/jobs/test_reliability.py` "
+        "(not yet the two lifecycle ones: `--only lifecycle --lifecycle-jobs 3 "
+        "--lifecycle-inputs 250` is their short run).",
         "- Reproduce: `make reliability` (after `make test`'s install step; needs redis-server "
         "and PostgreSQL's server binaries). One scenario alone: `.venv/bin/python -m "
         "bench.reliability --only kill` (or redis, postgres, faults, hostile, destinations, "
-        "leak; "
+        "lifecycle (= lifecycle_faults,lifecycle_hostile), leak; "
         "`--output` elsewhere to keep this file). The logs of every process of the run stay in "
         "the temporary folder it prints first.",
     ]

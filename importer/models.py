@@ -9,6 +9,7 @@ from __future__ import annotations
 from importer.audit.models import AuditEvent, LoginFailureTally
 from importer.imports.models import ImportJob, ImportJobEvent
 from importer.jobs.models import WorkerHeartbeat
+from importer.lifecycle.models import DerivedEvent, DerivedJob
 from importer.notifications.models import NotificationRequest, TeamWebhook, WebhookDelivery
 from importer.teams.models import Membership, Team, TeamInvitation
 from importer.transfers.models import (
@@ -23,6 +24,8 @@ __all__ = [
     "AuditEvent",
     "CopyChain",
     "CopyEvent",
+    "DerivedEvent",
+    "DerivedJob",
     "ExportEvent",
     "ExportTask",
     "ImportJob",

@@ -10,5 +10,6 @@ urlpatterns = [
     path("", include("importer.teams.urls")),
     path("", include("importer.audit.urls")),
     path("", include("importer.transfers.urls")),
+    path("", include("importer.lifecycle.urls")),
     path("", include("importer.notifications.urls")),
 ]

@@ -7,12 +7,13 @@ import binascii
 import datetime as dt
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from sandbox import errors, exports
+from sandbox import errors, exports, images, volumes
 from sandbox.imports import Importer
 from sandbox.signing import Account
 from sandbox.state import CloudState, Snapshot, volume_size_gib
@@ -32,16 +33,21 @@ _PARAMS: dict[str, dict[str, str]] = {
         "ResultsPerPage": "integer",
     },
     "DeleteSnapshot": {"DryRun": "boolean", "SnapshotId": "string"},
+    "UpdateSnapshot": {
+        "DryRun": "boolean", "PermissionsToCreateVolume": "object", "SnapshotId": "string",
+    },
     "CreateTags": {"DryRun": "boolean", "ResourceIds": "strings", "Tags": "tags"},
     "DeleteTags": {"DryRun": "boolean", "ResourceIds": "strings", "Tags": "tags"},
 }  # fmt: skip
 _REQUIRED = {
     "DeleteSnapshot": ("SnapshotId",),
+    "UpdateSnapshot": ("SnapshotId", "PermissionsToCreateVolume"),
     "CreateTags": ("ResourceIds", "Tags"),
     "DeleteTags": ("ResourceIds", "Tags"),
 }
-_PARAMS.update(exports.PARAMS)
-_REQUIRED.update(exports.REQUIRED)
+for _module in (exports, volumes, images):
+    _PARAMS.update(_module.PARAMS)
+    _REQUIRED.update(_module.REQUIRED)
 _FILTERS = {
     "AccountAliases": "strings", "AccountIds": "strings", "ClientTokens": "strings",
     "Descriptions": "strings", "FromCreationDate": "string",
@@ -54,7 +60,11 @@ _FILTERS = {
 _TYPE_NAMES = {
     "string": "string", "integer": "integer", "boolean": "boolean", "object": "object",
     "strings": "array of strings", "integers": "array of integers", "tags": "array of tags",
+    "objects": "array of objects",
 }  # fmt: skip
+_PERMISSION_CHANGES = {"Additions": "object", "Removals": "object"}
+_PERMISSIONS = {"AccountIds": "strings", "GlobalPermission": "boolean"}
+_ACCOUNT_ID = re.compile(r"[0-9]{12}")
 
 
 @dataclass(frozen=True)
@@ -64,9 +74,14 @@ class Context:
     importer: Importer
     region: str
     exporter: exports.Exporter | None = None
+    volumes: volumes.VolumeStore | None = None
+    images: images.ImageStore | None = None
 
 
 Handler = Callable[[Context, Body], Body]
+# A read action: the answer's list key, its filters' types, and the filtered resources (in the
+# order OUTSCALE pages them) in the API's shape. Paging is the same for all: see `_read`.
+Lister = tuple[str, dict[str, str], Callable[[Context, Body], list[Body]]]
 
 
 def is_known(action: str) -> bool:
@@ -80,6 +95,10 @@ def run(action: str, context: Context, body: Body) -> Body:
         if context.exporter is None:
             raise errors.internal_error()
         return exports.HANDLERS[action](context.exporter, context, body)
+    if context.volumes is None or context.images is None:
+        raise errors.internal_error()
+    if action in _LISTS:
+        return _read(action, context, body)
     return _HANDLERS[action](context, body)
 
 
@@ -138,45 +157,59 @@ def _check_copy(context: Context, body: Body) -> None:
 
 
 def _copy(context: Context, body: Body) -> Snapshot:
+    """A copy is `pending` for the lifecycle delay, then `completed` (with 0: at once)."""
     source = _own_snapshot(context, body["SourceSnapshotId"])
-    snapshot, _ = context.state.create_snapshot(
+    state = context.state
+    snapshot, created = state.create_snapshot(
         context.account.account_id,
         context.account.alias,
         body.get("ClientToken"),
-        state="completed",
-        progress=100,
+        state="pending",
         description=body.get("Description", source.description),
         volume_size=source.volume_size,
         volume_id=source.volume_id,
     )
+    if created:
+        state.lifecycle.later(lambda: _complete_copy(state, snapshot))
     return snapshot
 
 
-def read_snapshots(context: Context, body: Body) -> Body:
+def _complete_copy(state: CloudState, snapshot: Snapshot) -> None:
+    with state.lock:
+        if not snapshot.cancelled.is_set():  # set once deleted
+            state.update(snapshot, state="completed", progress=100)
+
+
+def _find_snapshots(context: Context, filters: Body) -> list[Body]:
+    # Own snapshots, and those other accounts shared with this one, as OUTSCALE lists them.
+    found = context.state.readable(context.account.account_id, _snapshot_filter(filters))
+    return [snapshot.to_api() for snapshot in found]
+
+
+def _read(action: str, context: Context, body: Body) -> Body:
+    key, filter_types, find = _LISTS[action]
     filters = body.get("Filters", {})
-    _check_params(filters, _FILTERS, (), prefix="Filters.")
-    keep = _snapshot_filter(filters)
-    found = context.state.list(context.account.account_id, keep)
+    _check_params(filters, filter_types, (), prefix="Filters.")
+    found = find(context, filters)
     if "ResultsPerPage" not in body:
         if "NextPageToken" in body:
             raise errors.invalid_value("NextPageToken", "requires ResultsPerPage")
-        return {"Snapshots": [s.to_api() for s in found]}
+        return {key: found}
     per_page = body["ResultsPerPage"]
     if not 1 <= per_page <= MAX_RESULTS_PER_PAGE:
         raise errors.invalid_value(
             "ResultsPerPage", f"must be between 1 and {MAX_RESULTS_PER_PAGE}"
         )
-    fingerprint = _fingerprint(context.account.account_id, filters, per_page)
+    fingerprint = _fingerprint(action, context.account.account_id, filters, per_page)
     start = _page_start(body.get("NextPageToken"), fingerprint)
-    page = found[start : start + per_page]
-    reply: Body = {"Snapshots": [s.to_api() for s in page]}
+    reply: Body = {key: found[start : start + per_page]}
     if start + per_page < len(found):
         reply["NextPageToken"] = _page_token(start + per_page, fingerprint)
     return reply
 
 
-def _fingerprint(account_id: str, filters: Body, per_page: int) -> str:
-    canonical = json.dumps([account_id, filters, per_page], sort_keys=True)
+def _fingerprint(action: str, account_id: str, filters: Body, per_page: int) -> str:
+    canonical = json.dumps([action, account_id, filters, per_page], sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
@@ -224,10 +257,12 @@ def _snapshot_filter(filters: Body) -> Callable[[Snapshot], bool]:
     if "Tags" in filters:
         pairs = {tuple(tag.split("=", 1)) for tag in filters["Tags"] if "=" in tag}
         checks.append(lambda s: bool(pairs & set(s.tags.items())))
-    if filters.get("PermissionsToCreateVolumeGlobalPermission") is True:
-        checks.append(lambda s: False)  # sandbox snapshots are never public
+    if "PermissionsToCreateVolumeGlobalPermission" in filters:
+        public = filters["PermissionsToCreateVolumeGlobalPermission"]
+        checks.append(lambda s: s.public is public)
     if "PermissionsToCreateVolumeAccountIds" in filters:
-        checks.append(lambda s: False)  # nor shared with other accounts
+        grantees = set(filters["PermissionsToCreateVolumeAccountIds"])
+        checks.append(lambda s: bool(grantees & set(s.permitted_account_ids)))
     if "FromCreationDate" in filters:
         start = _parse_date("FromCreationDate", filters["FromCreationDate"])
         checks.append(lambda s: s.created_at >= start)
@@ -247,9 +282,48 @@ def _parse_date(name: str, text: str) -> dt.datetime:
 
 def delete_snapshot(context: Context, body: Body) -> Body:
     snapshot = _own_snapshot(context, body["SnapshotId"])
-    if not body.get("DryRun"):
-        context.state.delete(snapshot)
+    omis = context.images
+    if omis is None:
+        raise errors.internal_error()
+    # Under the lock CreateImage checks its snapshots with: no OMI can start using it meanwhile.
+    with context.state.lock:
+        users = omis.using(snapshot.account_id, snapshot.snapshot_id)
+        if users:
+            raise errors.snapshot_in_use(snapshot.snapshot_id, users[0])
+        if not body.get("DryRun"):
+            context.state.delete(snapshot)
     return {}
+
+
+def update_snapshot(context: Context, body: Body) -> Body:
+    """Adds or removes who may create volumes from the snapshot (one of the two per call)."""
+    snapshot = _own_snapshot(context, body["SnapshotId"])
+    changes = body["PermissionsToCreateVolume"]
+    _check_params(changes, _PERMISSION_CHANGES, (), prefix="PermissionsToCreateVolume.")
+    if len(changes) != 1:
+        raise errors.invalid_value(
+            "PermissionsToCreateVolume", "takes exactly one of Additions or Removals"
+        )
+    ((kind, permission),) = changes.items()
+    prefix = f"PermissionsToCreateVolume.{kind}."
+    _check_params(permission, _PERMISSIONS, (), prefix=prefix)
+    if not permission:
+        raise errors.missing_parameter(f"{prefix}AccountIds or {prefix}GlobalPermission")
+    account_ids = permission.get("AccountIds", [])
+    for account_id in account_ids:
+        if not _ACCOUNT_ID.fullmatch(account_id):
+            raise errors.invalid_value(
+                f"{prefix}AccountIds", f"holds '{account_id}', which is not a 12-digit account ID"
+            )
+    if body.get("DryRun"):
+        return {}
+    context.state.change_permissions(
+        snapshot,
+        grant=kind == "Additions",
+        account_ids=account_ids,
+        everyone=permission.get("GlobalPermission", False),
+    )
+    return {"Snapshot": snapshot.to_api()}
 
 
 def create_tags(context: Context, body: Body) -> Body:
@@ -321,6 +395,8 @@ def _has_type(value: Any, kind: str) -> bool:
         return isinstance(value, list) and all(isinstance(item, str) for item in value)
     if kind == "integers":
         return isinstance(value, list) and all(_has_type(item, "integer") for item in value)
+    if kind == "objects":
+        return isinstance(value, list) and all(isinstance(item, dict) for item in value)
     return isinstance(value, list) and all(_is_tag(item) for item in value)
 
 
@@ -334,8 +410,15 @@ def _is_tag(item: Any) -> bool:
 
 _HANDLERS: dict[str, Handler] = {
     "CreateSnapshot": create_snapshot,
-    "ReadSnapshots": read_snapshots,
     "DeleteSnapshot": delete_snapshot,
+    "UpdateSnapshot": update_snapshot,
     "CreateTags": create_tags,
     "DeleteTags": delete_tags,
+    **volumes.HANDLERS,
+    **images.HANDLERS,
+}
+_LISTS: dict[str, Lister] = {
+    "ReadSnapshots": ("Snapshots", _FILTERS, _find_snapshots),
+    **volumes.LISTS,
+    **images.LISTS,
 }

@@ -15,9 +15,11 @@ from urllib.parse import urlsplit
 from sandbox import actions, errors
 from sandbox.exports import Exporter
 from sandbox.faults import FaultInjector, faults_from_json
+from sandbox.images import ImageStore
 from sandbox.imports import Importer, ImportSpeed
 from sandbox.signing import Account, SignedRequest, verify_request
 from sandbox.state import CloudState
+from sandbox.volumes import VolumeStore
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +48,9 @@ class Emulator:
         exporter: Exporter | None = None,
     ) -> None:
         self.exporter = exporter
+        # Volumes and OMIs share the state's lock and lifecycle timer.
+        self.volumes = VolumeStore(state)
+        self.images = ImageStore(state)
         self.accounts = {account.access_key: account for account in accounts}
         self.region = region
         self.importer = importer
@@ -82,7 +87,13 @@ class Emulator:
             if generation != self.generation:
                 raise errors.internal_error()  # reset meanwhile: act on nothing
         context = actions.Context(
-            account, self.state, self.importer, self.region, exporter=self.exporter
+            account,
+            self.state,
+            self.importer,
+            self.region,
+            exporter=self.exporter,
+            volumes=self.volumes,
+            images=self.images,
         )
         result = actions.run(action, context, body)
         result["ResponseContext"] = {"RequestId": request_id}
@@ -117,12 +128,36 @@ class Emulator:
             return Reply(200, self.importer.speed.to_dict())
         if name == "speed" and method == "GET":
             return Reply(200, self.importer.speed.to_dict())
+        if name == "lifecycle" and method == "POST":
+            self.set_lifecycle(json.loads(raw or b"{}"))
+            return Reply(200, self.lifecycle())
+        if name == "lifecycle" and method == "GET":
+            return Reply(200, self.lifecycle())
         return Reply(404, {"error": f"no admin endpoint {method} {ADMIN_PREFIX}{name}"})
+
+    def set_lifecycle(self, data: dict[str, Any]) -> None:
+        """`{"seconds": 0.5 | null, "fail_next_images": 2}`: either or both."""
+        unknown = set(data) - {"seconds", "fail_next_images"}
+        if unknown:
+            raise ValueError(f"unknown lifecycle fields: {sorted(unknown)}")
+        if "seconds" in data:
+            seconds = data["seconds"]
+            self.state.lifecycle.set_seconds(None if seconds is None else float(seconds))
+        if "fail_next_images" in data:
+            self.images.fail_next(int(data["fail_next_images"]))
+
+    def lifecycle(self) -> dict[str, Any]:
+        return {
+            "seconds": self.state.lifecycle.seconds,
+            "fail_next_images": self.images.pending_failures(),
+        }
 
     def reset(self) -> None:
         self.generation += 1
         self.faults.clear()
         self.state.reset()
+        self.volumes.reset()
+        self.images.reset()
         self.importer.set_speed(None)
         if self.exporter is not None:
             self.exporter.reset()
@@ -131,6 +166,9 @@ class Emulator:
         account_ids = [account.account_id for account in self.accounts.values()]
         return {
             **self.state.dump(account_ids),
+            "volumes": self.volumes.dump(account_ids),
+            "images": self.images.dump(account_ids),
+            "lifecycle": self.lifecycle(),
             "faults": self.faults.dump(),
             "speed": self.importer.speed.to_dict(),
             "exports": self.exporter.dump() if self.exporter is not None else [],

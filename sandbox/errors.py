@@ -139,3 +139,69 @@ def invalid_snapshot_state(snapshot_id: str, state: str) -> OscError:
         "InvalidState",
         f"invalid-state: The snapshot '{snapshot_id}' is in state '{state}'.",
     )
+
+
+# --- Volumes, OMIs and snapshot permissions ---------------------------------------------------
+
+
+def invalid_volume_size(name: str, why: str) -> OscError:
+    return OscError(400, "4078", "InvalidParameterValue", f"invalid-volume-size: '{name}' {why}.")
+
+
+def invalid_iops(name: str, why: str) -> OscError:
+    return OscError(400, "4029", "InvalidParameterValue", f"invalid-iops: '{name}' {why}.")
+
+
+def invalid_image_name(name: str, why: str) -> OscError:
+    return OscError(
+        400, "4026", "InvalidParameterValue", f"invalid-image-name: The name '{name}' {why}."
+    )
+
+
+def invalid_device_name(name: str, device: str) -> OscError:
+    return OscError(
+        400,
+        "4019",
+        "InvalidParameterValue",
+        f"invalid-device-name: '{name}' is '{device}', not /dev/sda1, /dev/sdX[X] or /dev/xvdX[X].",
+    )
+
+
+def invalid_block_device_mapping(name: str, why: str) -> OscError:
+    return OscError(400, "4011", "InvalidParameterValue", f"invalid-bdm: '{name}' {why}.")
+
+
+def invalid_root_mapping(why: str) -> OscError:
+    return OscError(
+        400, "4057", "InvalidParameterValue", f"invalid-root-mapping: 'RootDeviceName' {why}."
+    )
+
+
+def no_such_image(image_id: str) -> OscError:
+    return OscError(
+        400, "5023", "InvalidResource", f"no-such-image: The OMI '{image_id}' does not exist."
+    )
+
+
+def no_such_vm(vm_id: str) -> OscError:
+    return OscError(400, "5063", "InvalidResource", f"no-such-vm: The VM '{vm_id}' does not exist.")
+
+
+def duplicate_image_name(name: str, image_id: str) -> OscError:
+    """OMI names are unique per account: a retried CreateImage meets its own first OMI here."""
+    return OscError(
+        409,
+        "9015",
+        "ResourceConflict",
+        f"duplicate-name: An OMI named '{name}' already exists ({image_id}).",
+    )
+
+
+def snapshot_in_use(snapshot_id: str, image_id: str) -> OscError:
+    return OscError(
+        409,
+        "9002",
+        "ResourceConflict",
+        f"busy: The snapshot '{snapshot_id}' is in use by the OMI '{image_id}'; delete the OMI "
+        "first.",
+    )

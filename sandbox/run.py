@@ -13,6 +13,7 @@ from sandbox.api import ApiHttpServer, Emulator
 from sandbox.config import SandboxConfig
 from sandbox.exports import Exporter
 from sandbox.faults import Fault, FaultInjector
+from sandbox.images import DEFAULT_FAILURE
 from sandbox.imports import Importer, ImportSpeed
 from sandbox.signing import Account, sign_request
 from sandbox.state import CloudState
@@ -70,6 +71,7 @@ class Sandbox:
         self._emulator.stopping.set()
         self._importer.stop()
         self._exporter.stop()
+        self._state.lifecycle.stop()
         self._http.shutdown()
         self._http.server_close()
         self.store.stop()
@@ -110,11 +112,28 @@ class Sandbox:
         """How long each export task lasts (None: the starting pace, instant)."""
         self._exporter.set_seconds(seconds)
 
+    def set_lifecycle_seconds(self, seconds: float | None) -> None:
+        """How long volumes stay `creating`, OMIs and snapshot copies `pending` (None: the
+        starting 0.2 s; 0: they are made in their final state). Applies to those made next."""
+        self._state.lifecycle.set_seconds(seconds)
+
+    def fail_next_images(
+        self,
+        count: int = 1,
+        *,
+        state_code: str = DEFAULT_FAILURE["StateCode"],
+        state_message: str = DEFAULT_FAILURE["StateMessage"],
+    ) -> None:
+        """The next `count` OMIs made end `failed` with this StateComment (0: none)."""
+        comment = {"StateCode": state_code, "StateMessage": state_message}
+        self._emulator.images.fail_next(count, comment)
+
     def state(self) -> dict[str, Any]:
         return self._emulator.dump()
 
     def reset(self) -> None:
-        """Forget snapshots, counters and faults; restore the starting import speed."""
+        """Forget snapshots, volumes, OMIs, counters and faults; restore the starting import
+        speed, lifecycle delay and export pace."""
         self._emulator.reset()
 
     def add_account(self, account: Account) -> None:

@@ -2,13 +2,14 @@
 
 It runs the real thing end to end, on a throwaway database: the sandbox API and object store,
 a Celery worker with beat, the portal's development server, and Debian's Chromium driven by
-Playwright. Four pictures: the dashboard, the dialog with errors, an import in progress and a
-failed import.
+Playwright. The dashboard, the dialog with errors, an import in progress and a failed import;
+then a snapshot's page, with what was made from it, and each of its five action dialogs.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -173,6 +174,70 @@ def main() -> int:
             failed.get_by_role("link").click()
             expect(page.get_by_text("The import failed.")).to_be_visible()
             page.screenshot(path=str(OUT / "failed-import.png"), full_page=True)
+
+            def sandbox_admin(name: str, body: dict[str, Any]) -> None:
+                import requests
+
+                admin = f"http://127.0.0.1:{api_port}/_sandbox/{name}"
+                requests.post(admin, json=body, timeout=5).raise_for_status()
+
+            # A snapshot's page and its five dialogs, on a snapshot imported at full speed.
+            sandbox_admin("speed", {"min_seconds": 0})
+            page.goto(f"{base}/")
+            import_snapshot("db-server-2024", url(), "21474836480", "Database tier, before upgrade")
+            imported = page.locator("tr", has_text="db-server-2024")
+            expect(imported.locator(".badge")).to_have_text("Completed", timeout=60_000)
+            imported.get_by_role("link", name=re.compile(r"^snap-")).click()
+            made = page.locator("#made-list")
+            expect(made).to_be_visible()
+
+            def action(button: str, title: str) -> Any:
+                page.get_by_role("button", name=button, exact=True).click()
+                dialog = page.get_by_role("dialog", name=title)
+                expect(dialog).to_be_visible()
+                return dialog
+
+            def send(dialog: Any, button: str) -> None:
+                dialog.get_by_role("button", name=button, exact=True).click()
+                expect(page.locator(".messages")).to_be_visible()
+
+            dialog = action("Create volume", "CREATE VOLUME")
+            dialog.get_by_label("Subregion").select_option(index=1)
+            dialog.get_by_label("Volume type").select_option("gp2")
+            dialog.get_by_label("Size").fill("40")
+            page.screenshot(path=str(OUT / "dialog-create-volume.png"))
+            send(dialog, "Create volume")
+            expect(made.locator(".badge").first).to_have_text("Completed", timeout=60_000)
+
+            # The OMI and the copy stay in progress for the picture of the page.
+            sandbox_admin("lifecycle", {"seconds": 600})
+            dialog = action("Create OMI", "CREATE OMI")
+            dialog.get_by_label("OMI name").fill("db-server-2024 (Ubuntu 24.04)")
+            dialog.get_by_label("Description").fill("Database server, before the upgrade")
+            dialog.get_by_label("Boot mode").select_option("uefi")
+            page.screenshot(path=str(OUT / "dialog-create-omi.png"))
+            send(dialog, "Create OMI")
+
+            dialog = action("Copy", "COPY SNAPSHOT")
+            expect(dialog.get_by_label("Name", exact=True)).to_have_value("db-server-2024 (copy)")
+            page.screenshot(path=str(OUT / "dialog-copy-snapshot.png"))
+            send(dialog, "Copy")
+
+            dialog = action("Update permissions", "UPDATE SNAPSHOT PERMISSIONS")
+            dialog.get_by_label("Account IDs").fill("210987654321, 345678901234")
+            page.screenshot(path=str(OUT / "dialog-update-permissions.png"))
+            send(dialog, "Update permissions")
+
+            dialog = action("Edit tags", "EDIT TAGS")
+            dialog.get_by_label("Key 2", exact=True).fill("env")
+            dialog.get_by_label("Value 2", exact=True).fill("production")
+            dialog.get_by_label("Key 3", exact=True).fill("owner")
+            dialog.get_by_label("Value 3", exact=True).fill("data-team")
+            page.screenshot(path=str(OUT / "dialog-edit-tags.png"))
+            send(dialog, "Save tags")
+            expect(page.locator(".snapshot-tags")).to_contain_text("owner=data-team")
+            expect(made.locator("tbody tr")).to_have_count(3)
+            page.screenshot(path=str(OUT / "snapshot-page.png"), full_page=True)
             browser.close()
     shutil.rmtree(work, ignore_errors=True)
     for shot in sorted(OUT.glob("*.png")):

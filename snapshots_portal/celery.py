@@ -13,5 +13,11 @@ app = Celery("snapshots_portal")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 # Each part of the app that has background work keeps it in its own tasks module.
 app.autodiscover_tasks(
-    ["importer.jobs", "importer.imports", "importer.transfers", "importer.notifications"]
+    [
+        "importer.jobs",
+        "importer.imports",
+        "importer.transfers",
+        "importer.lifecycle",
+        "importer.notifications",
+    ]
 )

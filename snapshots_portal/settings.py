@@ -430,6 +430,16 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": 60.0,
         "options": {"expires": 60.0},
     },
+    "poll-derived": {
+        "task": "importer.lifecycle.poll_derived",
+        "schedule": float(PORTAL_POLL_SECONDS),
+        "options": {"expires": float(PORTAL_POLL_SECONDS)},
+    },
+    "sweep-derived": {
+        "task": "importer.lifecycle.sweep_derived",
+        "schedule": 60.0,
+        "options": {"expires": 60.0},
+    },
     "dispatch-notifications": {
         "task": "importer.notifications.dispatch_notifications",
         "schedule": float(PORTAL_POLL_SECONDS),

@@ -60,6 +60,12 @@ class AuditAction(models.TextChoices):
     INVITATION_REVOKED = "invitation_revoked", "Invitation revoked"
     INVITATION_ACCEPTED = "invitation_accepted", "Invitation accepted"
     INVITATION_DECLINED = "invitation_declined", "Invitation declined"
+    VOLUME_REQUESTED = "volume_requested", "Volume requested"
+    IMAGE_REQUESTED = "image_requested", "OMI requested"
+    SNAPSHOT_COPY_REQUESTED = "snapshot_copy_requested", "Snapshot copy requested"
+    DERIVED_STATE = "derived_state", "Volume, OMI or copy state changed"
+    PERMISSIONS_CHANGED = "permissions_changed", "Snapshot permissions changed"
+    TAGS_EDITED = "tags_edited", "Snapshot tags edited"
 
 
 def _refuse(what: str) -> NoReturn:

@@ -30,7 +30,7 @@ MAX_DESCRIPTION_LENGTH = 1000
 FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
 
-def _refuse_invisible_characters(value: str, *, field: str, allow_newlines: bool = False) -> None:
+def refuse_invisible_characters(value: str, *, field: str, allow_newlines: bool = False) -> None:
     for char in value:
         if allow_newlines and char in "\n\t":
             continue
@@ -73,14 +73,14 @@ class SnapshotTextForm(forms.Form):
 
     def clean_name(self) -> str:
         name: str = self.cleaned_data["name"]
-        _refuse_invisible_characters(name, field="name")
+        refuse_invisible_characters(name, field="name")
         if not name:
             raise forms.ValidationError("Enter a name for the snapshot.", code="required")
         return name
 
     def clean_description(self) -> str:
         description: str = self.cleaned_data["description"]
-        _refuse_invisible_characters(description, field="description", allow_newlines=True)
+        refuse_invisible_characters(description, field="description", allow_newlines=True)
         return description
 
 

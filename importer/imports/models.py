@@ -107,16 +107,13 @@ class ImportJob(SubmittedJob):
     def mark_accepted(
         self, *, snapshot_id: str, api_state: str, progress: int, request_id: str
     ) -> bool:
-        return self.transition(
-            from_states=(JobState.SUBMITTING,),
+        return self.accept(
             message=f"The API accepted the import as {snapshot_id} ({api_state}).",
-            state=JobState.IN_PROGRESS,
+            progress=progress,
+            request_id=request_id,
             snapshot_id=snapshot_id,
             api_state=api_state,
-            progress=min(max(progress, 0), 100),
-            submitted_at=timezone.now(),
             url_encrypted="",
-            request_ids=self.with_request_id(request_id),
         )
 
     def mark_dry_run_passed(self, *, request_id: str) -> bool:
@@ -131,13 +128,8 @@ class ImportJob(SubmittedJob):
         )
 
     def mark_completed(self, *, api_state: str) -> bool:
-        return self.transition(
-            from_states=(JobState.IN_PROGRESS,),
-            message=f"The API reports the snapshot {api_state}.",
-            state=JobState.COMPLETED,
-            api_state=api_state,
-            progress=100,
-            finished_at=timezone.now(),
+        return self.complete(
+            message=f"The API reports the snapshot {api_state}.", api_state=api_state
         )
 
     def mark_failed(self, **failure: Any) -> bool:

@@ -21,7 +21,9 @@ from importer.jobs.retry import (
     sweep_submissions,
 )
 from importer.outscale import accounts
+from importer.outscale.client import OscClient
 from importer.outscale.errors import OscApiError
+from importer.outscale.lifecycle_resources import Image
 from importer.outscale.resources import Snapshot
 from importer.presigned.policy import presigned_url_policy
 from importer.presigned.urls import PresignedUrl
@@ -56,34 +58,32 @@ def import_create(
 
     `job_id` lets the form's idempotency key become the job's id (and so its ClientToken).
     """
-    with transaction.atomic():
-        job = ImportJob.objects.create(
-            id=job_id or uuid.uuid4(),
-            team=team,
-            name=name,
-            description=description,
-            snapshot_size=snapshot_size,
-            dry_run=dry_run,
-            submitted_by=user,
-            url_redacted=url.redacted,
-            url_host=url.host,
-            url_bucket=url.bucket,
-            url_key=url.key[:1024],
-            url_expires_at=url.expires_at,
-            url_encrypted=encrypt_text(url.secret_url),
-        )
-        job.record_creation(
-            AuditAction.IMPORT_SUBMITTED,
-            actor=user,
-            ip=ip,
-            message=f"Submitted by {user.get_username()}" + (" as a dry run." if dry_run else "."),
-            name=name,
-            object=job.url_redacted,
-            snapshot_size=snapshot_size,
-            dry_run=dry_run,
-        )
-        transaction.on_commit(lambda: import_enqueue(job_id=job.pk))
-    return job
+    return ImportJob.submit_new(
+        audit=AuditAction.IMPORT_SUBMITTED,
+        actor=user,
+        ip=ip,
+        message=f"Submitted by {user.get_username()}" + (" as a dry run." if dry_run else "."),
+        details={
+            "name": name,
+            "object": url.redacted,
+            "snapshot_size": snapshot_size,
+            "dry_run": dry_run,
+        },
+        send=lambda job_id: import_enqueue(job_id=job_id),
+        id=job_id or uuid.uuid4(),
+        team=team,
+        name=name,
+        description=description,
+        snapshot_size=snapshot_size,
+        dry_run=dry_run,
+        submitted_by=user,
+        url_redacted=url.redacted,
+        url_host=url.host,
+        url_bucket=url.bucket,
+        url_key=url.key[:1024],
+        url_expires_at=url.expires_at,
+        url_encrypted=encrypt_text(url.secret_url),
+    )
 
 
 def import_enqueue(*, job_id: uuid.UUID, countdown: float = 0) -> bool:
@@ -207,12 +207,39 @@ class SnapshotNotInAccount(Exception):
     """The team's account has no such snapshot (it may be another team's)."""
 
 
+class SnapshotInUse(Exception):
+    """The API refused to delete the snapshot because OMIs still use it: names them."""
+
+    def __init__(self, snapshot_id: str, images: list[Image]) -> None:
+        self.images = images
+        named = ", ".join(f"{image.image_id} ({image.image_name})" for image in images)
+        omis = "OMI" if len(images) == 1 else "OMIs"
+        super().__init__(
+            f"The {omis} {named} still uses {snapshot_id}. Delete the {omis} first (or make "
+            "them from another snapshot), then delete the snapshot."
+        )
+
+
+def _images_using(client: OscClient, snapshot_id: str) -> list[Image]:
+    """The account's OMIs made from the snapshot; none when the API cannot say."""
+    try:
+        return client.read_images(snapshot_ids=[snapshot_id])
+    except OscApiError:
+        return []
+
+
 def snapshot_delete(*, team: Team, actor: User, snapshot_id: str, ip: str | None) -> str:
     """Deletes a snapshot of the team's account; raises SnapshotNotInAccount or OscApiError."""
     client = accounts.api_client(team)
     if not client.read_snapshots(snapshot_ids=[snapshot_id]):
         raise SnapshotNotInAccount(snapshot_id)
-    request_id = client.delete_snapshot(snapshot_id=snapshot_id)
+    try:
+        request_id = client.delete_snapshot(snapshot_id=snapshot_id)
+    except OscApiError as error:
+        users = [] if error.transient else _images_using(client, snapshot_id)
+        if users:
+            raise SnapshotInUse(snapshot_id, users) from error
+        raise
     record(
         action=AuditAction.SNAPSHOT_DELETED,
         actor=actor,

@@ -7,7 +7,6 @@ from typing import Any
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core import signing
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError
 from django.http import Http404, HttpRequest, HttpResponse
@@ -19,6 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HTMX_STOP_POLLING
 
 from importer.audit.addresses import client_ip
+from importer.core.formkeys import FormKeys
 from importer.core.pages import polled_versions, version
 from importer.imports import services as imports_services
 from importer.imports.forms import ImportSnapshotForm
@@ -37,7 +37,7 @@ from importer.imports.selectors import (
     jobs_of_current_team,
     snapshots_for_dashboard,
 )
-from importer.imports.services import SnapshotNotInAccount, import_create
+from importer.imports.services import SnapshotInUse, SnapshotNotInAccount, import_create
 from importer.outscale.errors import OscApiError
 from importer.presigned import fetch
 from importer.presigned.policy import url_policy
@@ -53,6 +53,10 @@ from importer.teams.permissions import (
     require_role,
     required_team,
 )
+
+# The dialog's idempotency keys (the job's id to be), signed for the user they are shown to.
+IMPORT_FORM_KEYS = FormKeys("import-form")
+form_key_signature = IMPORT_FORM_KEYS.signature
 
 
 def _dashboard_without_team(request: HttpRequest) -> HttpResponse:
@@ -86,7 +90,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         # Through the module, as require_can_import reads it: one place to stub it in a test.
         "can_import": permissions.can_import(request),
         "form": ImportSnapshotForm(),
-        **_form_key(request),
+        **IMPORT_FORM_KEYS.fields(request),
         "in_flight": in_flight(page.rows),
         "sort_toggle": listing.link(sort="oldest" if listing.newest_first else "newest"),
         # At the top of the first page only: paging on through the listing costs no more.
@@ -129,42 +133,6 @@ NOT_YOUR_FORM = (
     "This form was opened by another user, or changed since: nothing was imported. It has been "
     "renewed for you; check the fields and press Import again."
 )
-
-
-def _key_signer(user_id: object) -> signing.Signer:
-    # The user's id is in the salt: a key signed for one user never verifies for another, so a
-    # key copied from someone else's form can neither take their job nor spend their key.
-    return signing.Signer(salt=f"importer.import-form.user-{user_id}")
-
-
-def form_key_signature(user_id: object, key: uuid.UUID) -> str:
-    """What binds a form's idempotency key to the user it was shown to."""
-    return _key_signer(user_id).signature(str(key))
-
-
-def _form_key(request: HttpRequest, key: uuid.UUID | None = None) -> dict[str, object]:
-    """The form's idempotency key (the job's id to be) and its signature for this user."""
-    key = key or uuid.uuid4()
-    return {
-        "idempotency_key": key,
-        "idempotency_signature": form_key_signature(request.user.pk, key),
-    }
-
-
-def _idempotency_key(request: HttpRequest) -> uuid.UUID | None:
-    """The posted key when it was signed for this user; None when it was not.
-
-    A post without a key (a script) gets a fresh one, as a form opened anew would.
-    """
-    raw = request.POST.get("idempotency_key", "")
-    if not raw:
-        return uuid.uuid4()
-    signer = _key_signer(request.user.pk)
-    signature = request.POST.get("idempotency_signature", "")
-    try:
-        return uuid.UUID(signer.unsign(f"{raw}{signer.sep}{signature}"))
-    except (signing.BadSignature, ValueError):
-        return None
 
 
 def _import_fields(form: ImportSnapshotForm) -> dict[str, Any]:
@@ -214,7 +182,7 @@ def _create_once(
 def _form_context(
     request: HttpRequest, form: ImportSnapshotForm, key: uuid.UUID | None, *, in_dialog: bool
 ) -> dict[str, object]:
-    return {"form": form, **_form_key(request, key), "in_dialog": in_dialog}
+    return {"form": form, **IMPORT_FORM_KEYS.fields(request, key), "in_dialog": in_dialog}
 
 
 @login_required
@@ -224,7 +192,7 @@ def import_new(request: HttpRequest) -> HttpResponse:
     in_dialog = bool(getattr(request, "htmx", False))
     require_can_import(request)
     form = ImportSnapshotForm(request.POST or None)
-    key = _idempotency_key(request) if request.method == "POST" else None
+    key = IMPORT_FORM_KEYS.posted(request) if request.method == "POST" else None
     if request.method == "POST" and key is None:
         form.add_error(None, forms.ValidationError(NOT_YOUR_FORM, code="not_your_form"))
     if key is not None and form.is_valid():
@@ -282,7 +250,7 @@ def snapshot_delete(request: HttpRequest, snapshot_id: str) -> HttpResponse:
         )
     except SnapshotNotInAccount:
         raise Http404("No such snapshot in this team's account.") from None
-    except (OscApiError, ValueError) as error:
+    except (SnapshotInUse, OscApiError, ValueError) as error:
         messages.error(request, f"The snapshot was not deleted: {error}")
         return redirect("dashboard")
     messages.success(request, f"Snapshot {snapshot_id} is being deleted.")

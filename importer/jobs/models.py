@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
@@ -214,6 +215,27 @@ class SubmittedJob(TrackedJob):
     def with_request_id(self, request_id: str) -> list[str]:
         return with_request_id(self.request_ids, request_id)
 
+    @classmethod
+    def submit_new(
+        cls,
+        *,
+        audit: str,
+        actor: Any,
+        ip: str | None,
+        message: str,
+        details: dict[str, Any],
+        send: Callable[[Any], object],
+        **fields: Any,
+    ) -> Self:
+        """Saves a new job with its first line of history and its audit entry in one
+        transaction, then hands its id to `send` (the queue) once that has committed: a
+        worker never looks for a row that is not there yet, and a rollback sends nothing."""
+        with transaction.atomic():
+            job = cls._default_manager.create(**fields)
+            job.record_creation(audit, actor=actor, ip=ip, message=message, **details)
+            transaction.on_commit(lambda: send(job.pk))
+        return job
+
     def claim_for_submission(self) -> bool:
         return self.transition(
             from_states=(QUEUED,),
@@ -222,6 +244,45 @@ class SubmittedJob(TrackedJob):
             claimed_at=timezone.now(),
             attempts=F("attempts") + 1,
         )
+
+    def accept(self, *, message: str, progress: int, request_id: str, **fields: Any) -> bool:
+        """The API took the job: from now on the poll follows it. A kind adds its `fields`."""
+        return self.transition(
+            from_states=(SUBMITTING,),
+            message=message,
+            state=IN_PROGRESS,
+            progress=min(max(progress, 0), 100),
+            submitted_at=timezone.now(),
+            request_ids=self.with_request_id(request_id),
+            **fields,
+        )
+
+    def complete(self, *, message: str, **fields: Any) -> bool:
+        """The API says the work has ended well."""
+        return self.transition(
+            from_states=(IN_PROGRESS,),
+            message=message,
+            state=COMPLETED,
+            progress=100,
+            finished_at=timezone.now(),
+            **fields,
+        )
+
+    def follow(self, *, api_state: str, progress: int, now: datetime, **fields: Any) -> bool:
+        """Brings an in-progress row up to what the API says of it: its state (with a line of
+        history when that changes), its progress and a kind's `fields`. False when nothing
+        changed, or when the row has moved on meanwhile."""
+        model = type(self)
+        wanted = clip_to_fields(
+            model, {"api_state": api_state, "progress": min(max(progress, 0), 100), **fields}
+        )
+        if all(getattr(self, name) == value for name, value in wanted.items()):
+            return False
+        if wanted["api_state"] != getattr(self, "api_state"):  # noqa: B009 - each kind declares it
+            message = clip_text(self.events.model, "message", f"API state: {api_state}.")
+            self.events.create(state=self.state, at=now, message=message)
+        rows = model._default_manager.filter(pk=self.pk, state=IN_PROGRESS)  # type: ignore[misc]
+        return bool(rows.update(**wanted, updated_at=now))
 
     def requeue(self, *, message: str, retry_at: datetime, request_id: str = "") -> bool:
         """Back to the queue, due at `retry_at` (the sweeper only steps in once that has long

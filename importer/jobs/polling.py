@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from celery.exceptions import SoftTimeLimitExceeded
 
+from importer.jobs.models import IN_PROGRESS, SubmittedJob
 from importer.outscale.errors import OscApiError
 
 logger = logging.getLogger(__name__)
@@ -92,3 +93,23 @@ def poll_isolated(
         )
         note(rows, POLL_FAILED_UNEXPECTEDLY)
         return failed
+
+
+def fail_vanished(
+    job: SubmittedJob,
+    resource_id: str,
+    *,
+    now: datetime,
+    code: str,
+    type: str,  # noqa: A002 - the API's own word
+) -> bool:
+    """A job whose resource the API no longer lists: failed once the API has had the time to
+    list it (it may lag behind a creation), left as it is before."""
+    if not (job.submitted_at and job.submitted_at < now - VANISHED_GRACE):
+        return False
+    return job.mark_failed(
+        code=code,
+        type=type,
+        details=f"The API no longer lists {resource_id}.",
+        from_states=(IN_PROGRESS,),
+    )

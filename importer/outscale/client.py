@@ -3,17 +3,24 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, TypedDict, Unpack
 from urllib.parse import urlsplit
 
 import requests
 
 from importer.outscale.errors import OscApiError
+from importer.outscale.lifecycle import LifecycleCalls
+from importer.outscale.listing import (
+    DEFAULT_MAX_PAGES,
+    MAX_RESULTS_PER_PAGE,
+    ListingAction,
+    _every_item_of,
+    _strings,
+)
 from importer.outscale.resources import (
     EXPORT_FORMATS,
     CreateSnapshotExportTaskResult,
     CreateSnapshotResult,
-    Page,
     Snapshot,
     SnapshotExportTask,
     SnapshotExportTaskPage,
@@ -28,31 +35,55 @@ logger = logging.getLogger(__name__)
 DEFAULT_REGION = "eu-west-2"
 
 
-MAX_RESULTS_PER_PAGE = 1000
-
-
-# 100 pages of 1000 is far beyond any account's snapshot count; more means the API is looping.
-DEFAULT_MAX_PAGES = 100
-
-
-Item = TypeVar("Item")
-Query = ParamSpec("Query")
-
-
-def _every_item_of(iterate: Callable[Query, Iterator[Item]]) -> Callable[Query, list[Item]]:
-    """The listing method that returns at once every item `iterate` yields, with its parameters."""
-
-    def read_all(*args: Query.args, **kwargs: Query.kwargs) -> list[Item]:
-        return list(iterate(*args, **kwargs))
-
-    return read_all
+# The page limits live in listing.py; they stay importable from here (paginator.py does).
+__all__ = ["DEFAULT_MAX_PAGES", "DEFAULT_REGION", "MAX_RESULTS_PER_PAGE", "OscClient"]
 
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class OscClient:
+class SnapshotFilters(TypedDict, total=False):
+    """ReadSnapshots' filters (see SNAPSHOTS); each one left out, or None, filters nothing."""
+
+    snapshot_ids: Sequence[str] | None
+    client_tokens: Sequence[str] | None
+    states: Sequence[str] | None
+    # Snapshots with every one of these tags; an empty mapping filters nothing.
+    tags: Mapping[str, str] | None
+
+
+SNAPSHOTS = ListingAction(
+    "ReadSnapshots",
+    "Snapshots",
+    Snapshot.from_api,
+    SnapshotPage,
+    filters=(
+        ("SnapshotIds", "snapshot_ids"),
+        ("ClientTokens", "client_tokens"),
+        ("States", "states"),
+    ),
+    tagged=True,
+)
+
+
+class SnapshotExportTaskFilters(TypedDict, total=False):
+    """ReadSnapshotExportTasks' filters; each one left out, or None, filters nothing."""
+
+    task_ids: Sequence[str] | None
+    snapshot_ids: Sequence[str] | None
+
+
+SNAPSHOT_EXPORT_TASKS = ListingAction(
+    "ReadSnapshotExportTasks",
+    "SnapshotExportTasks",
+    SnapshotExportTask.from_api,
+    SnapshotExportTaskPage,
+    filters=(("TaskIds", "task_ids"), ("SnapshotIds", "snapshot_ids")),
+)
+
+
+class OscClient(LifecycleCalls):
     """The OUTSCALE API actions the portal uses: plain values in, typed results out.
 
     Every failure raises `OscApiError`; nothing is retried here.
@@ -132,75 +163,31 @@ class OscClient:
     def read_snapshots_page(
         self,
         *,
-        snapshot_ids: Sequence[str] | None = None,
-        client_tokens: Sequence[str] | None = None,
-        states: Sequence[str] | None = None,
-        tags: Mapping[str, str] | None = None,
         results_per_page: int = MAX_RESULTS_PER_PAGE,
         next_page_token: str | None = None,
+        **filters: Unpack[SnapshotFilters],
     ) -> SnapshotPage:
         """One page of ReadSnapshots.
 
         An empty `snapshot_ids`, `client_tokens` or `states` matches nothing and sends no
         request: the API would ignore an empty filter and list every snapshot.
         """
-        if not 1 <= results_per_page <= MAX_RESULTS_PER_PAGE:
-            raise ValueError(f"results_per_page must be between 1 and {MAX_RESULTS_PER_PAGE}")
-        filters = _snapshot_filters(
-            snapshot_ids=snapshot_ids, client_tokens=client_tokens, states=states, tags=tags
-        )
-        if filters is None:
-            return SnapshotPage(items=[], next_page_token=None, request_id="")
-        items, token, request_id = self._read_page(
-            "ReadSnapshots", "Snapshots", filters, results_per_page, next_page_token
-        )
-        return SnapshotPage([Snapshot.from_api(item) for item in items], token, request_id)
-
-    def _read_page(
-        self,
-        action: str,
-        key: str,
-        filters: Mapping[str, Any],
-        results_per_page: int,
-        next_page_token: str | None,
-    ) -> tuple[list[dict[str, Any]], str | None, str]:
-        """One page of a Read* call: its items under `key`, the next token, the request id."""
-        body: dict[str, Any] = {"ResultsPerPage": results_per_page}
-        if filters:
-            body["Filters"] = dict(filters)
-        if next_page_token:
-            body["NextPageToken"] = next_page_token
-        data = self._transport.call(action, body)
-        raw = data.get(key)
-        if raw is not None and not isinstance(raw, list):
-            raise invalid_response(action, f"{key} is not a list", data)
-        token = data.get("NextPageToken")
-        items = [item for item in raw or [] if isinstance(item, dict)]
-        return items, token if isinstance(token, str) and token else None, request_id_of(data)
+        return SNAPSHOTS.read_page(self._transport, filters, results_per_page, next_page_token)
 
     def iter_snapshots(
         self,
         *,
-        snapshot_ids: Sequence[str] | None = None,
-        client_tokens: Sequence[str] | None = None,
-        states: Sequence[str] | None = None,
-        tags: Mapping[str, str] | None = None,
         results_per_page: int = MAX_RESULTS_PER_PAGE,
         max_pages: int = DEFAULT_MAX_PAGES,
+        **filters: Unpack[SnapshotFilters],
     ) -> Iterator[Snapshot]:
         """Every matching snapshot, page by page as the iteration goes (see _follow_pages)."""
-
-        def read_page(token: str | None) -> SnapshotPage:
-            return self.read_snapshots_page(
-                snapshot_ids=snapshot_ids,
-                client_tokens=client_tokens,
-                states=states,
-                tags=tags,
-                results_per_page=results_per_page,
-                next_page_token=token,
-            )
-
-        return _follow_pages(read_page, action="ReadSnapshots", max_pages=max_pages)
+        return SNAPSHOTS.iterate(
+            self.read_snapshots_page,
+            filters,
+            max_pages=max_pages,
+            results_per_page=results_per_page,
+        )
 
     # Every matching snapshot, following NextPageToken to the end, as one list.
     read_snapshots = _every_item_of(iter_snapshots)
@@ -217,10 +204,7 @@ class OscClient:
 
     def delete_snapshot(self, *, snapshot_id: str) -> str:
         """Delete a snapshot; returns the request id."""
-        if not snapshot_id:
-            raise ValueError("snapshot_id is required")
-        data = self._transport.call("DeleteSnapshot", {"SnapshotId": snapshot_id})
-        return request_id_of(data)
+        return _delete(self._transport, "DeleteSnapshot", "SnapshotId", "snapshot_id", snapshot_id)
 
     def create_snapshot_export_task(
         self,
@@ -242,64 +226,41 @@ class OscClient:
         osu: dict[str, Any] = {"DiskImageFormat": disk_image_format, "OsuBucket": bucket}
         if prefix:
             osu["OsuPrefix"] = prefix
-        data = self._transport.call(
-            "CreateSnapshotExportTask", {"SnapshotId": snapshot_id, "OsuExport": osu}
+        task, request_id = self._transport.call_for(
+            "CreateSnapshotExportTask",
+            {"SnapshotId": snapshot_id, "OsuExport": osu},
+            "SnapshotExportTask",
+            SnapshotExportTask.from_api,
         )
-        task = data.get("SnapshotExportTask")
-        if not isinstance(task, dict):
-            raise invalid_response(
-                "CreateSnapshotExportTask", "the answer has no SnapshotExportTask", data
-            )
-        return CreateSnapshotExportTaskResult(
-            task=SnapshotExportTask.from_api(task), request_id=request_id_of(data)
-        )
+        return CreateSnapshotExportTaskResult(task=task, request_id=request_id)
 
     def read_snapshot_export_tasks_page(
         self,
         *,
-        task_ids: Sequence[str] | None = None,
-        snapshot_ids: Sequence[str] | None = None,
         results_per_page: int = MAX_RESULTS_PER_PAGE,
         next_page_token: str | None = None,
+        **filters: Unpack[SnapshotExportTaskFilters],
     ) -> SnapshotExportTaskPage:
         """One page of ReadSnapshotExportTasks; an empty id list matches nothing (no request)."""
-        filters = _filters(
-            ("TaskIds", "task_ids", task_ids), ("SnapshotIds", "snapshot_ids", snapshot_ids)
+        return SNAPSHOT_EXPORT_TASKS.read_page(
+            self._transport, filters, results_per_page, next_page_token
         )
-        if filters is None:
-            return SnapshotExportTaskPage(items=[], next_page_token=None, request_id="")
-        items, token, request_id = self._read_page(
-            "ReadSnapshotExportTasks",
-            "SnapshotExportTasks",
-            filters,
-            results_per_page,
-            next_page_token,
-        )
-        tasks = [SnapshotExportTask.from_api(item) for item in items]
-        return SnapshotExportTaskPage(tasks, token, request_id)
 
     def read_snapshot_export_tasks(
         self,
         *,
-        task_ids: Sequence[str] | None = None,
-        snapshot_ids: Sequence[str] | None = None,
         max_pages: int = DEFAULT_MAX_PAGES,
+        **filters: Unpack[SnapshotExportTaskFilters],
     ) -> list[SnapshotExportTask]:
         """Every matching export task, following NextPageToken (see _follow_pages)."""
-
-        def read_page(token: str | None) -> SnapshotExportTaskPage:
-            return self.read_snapshot_export_tasks_page(
-                task_ids=task_ids, snapshot_ids=snapshot_ids, next_page_token=token
-            )
-
-        return list(_follow_pages(read_page, action="ReadSnapshotExportTasks", max_pages=max_pages))
+        tasks = SNAPSHOT_EXPORT_TASKS.iterate(
+            self.read_snapshot_export_tasks_page, filters, max_pages=max_pages
+        )
+        return list(tasks)
 
     def delete_export_task(self, *, task_id: str) -> str:
         """Cancel an export task that is still pending or active; returns the request id."""
-        if not task_id:
-            raise ValueError("task_id is required")
-        data = self._transport.call("DeleteExportTask", {"ExportTaskId": task_id})
-        return request_id_of(data)
+        return _delete(self._transport, "DeleteExportTask", "ExportTaskId", "task_id", task_id)
 
 
 def _query_of(url: str) -> tuple[str, ...]:
@@ -307,44 +268,12 @@ def _query_of(url: str) -> tuple[str, ...]:
     return (query,) if query else ()
 
 
-def _strings(name: str, values: Sequence[str]) -> list[str]:
-    # A bare string is a Sequence[str] too, and would be sent one character per item.
-    if isinstance(values, str):
-        raise TypeError(f"{name} must be a sequence of strings, not a string")
-    return list(values)
-
-
-def _snapshot_filters(
-    *,
-    snapshot_ids: Sequence[str] | None,
-    client_tokens: Sequence[str] | None,
-    states: Sequence[str] | None,
-    tags: Mapping[str, str] | None,
-) -> dict[str, list[str]] | None:
-    """The FiltersSnapshot object, or None when an empty list means nothing can match."""
-    filters = _filters(
-        ("SnapshotIds", "snapshot_ids", snapshot_ids),
-        ("ClientTokens", "client_tokens", client_tokens),
-        ("States", "states", states),
-    )
-    if filters is not None and tags:
-        filters["Tags"] = [f"{key}={value}" for key, value in tags.items()]
-    return filters
-
-
-def _filters(*entries: tuple[str, str, Sequence[str] | None]) -> dict[str, list[str]] | None:
-    """Filters from (API key, argument name, values) entries; None when one is an empty list.
-
-    An empty list matches nothing, but the API would ignore the empty filter and list everything.
-    """
-    filters: dict[str, list[str]] = {}
-    for key, name, values in entries:
-        if values is not None:
-            items = _strings(name, values)
-            if not items:
-                return None
-            filters[key] = items
-    return filters
+def _delete(transport: Transport, action: str, key: str, name: str, resource_id: str) -> str:
+    """Delete the resource whose id, the caller's argument `name`, the API takes as `key`;
+    returns the request id."""
+    if not resource_id:
+        raise ValueError(f"{name} is required")
+    return request_id_of(transport.call(action, {key: resource_id}))
 
 
 def _tags_body(resource_ids: Sequence[str], tags: Mapping[str, str]) -> dict[str, Any]:
@@ -355,32 +284,3 @@ def _tags_body(resource_ids: Sequence[str], tags: Mapping[str, str]) -> dict[str
         "ResourceIds": ids,
         "Tags": [{"Key": key, "Value": value} for key, value in tags.items()],
     }
-
-
-def _follow_pages(
-    read_page: Callable[[str | None], Page[Item]], *, action: str, max_pages: int
-) -> Iterator[Item]:
-    """Every item of a listing, page by page as the iteration goes.
-
-    Stops when the API hands back a token it already gave (the rest would be repeats);
-    raises `OscApiError` rather than silently truncating after `max_pages` pages.
-    """
-    seen_tokens: set[str] = set()
-    token: str | None = None
-    for _ in range(max_pages):
-        page = read_page(token)
-        yield from page.items
-        token = page.next_page_token
-        if token is None:
-            return
-        if token in seen_tokens:
-            logger.warning(
-                "OUTSCALE %s repeated a page token; stopping (request id %s)",
-                action,
-                page.request_id,
-            )
-            return
-        seen_tokens.add(token)
-    raise OscApiError(
-        action=action, type="TooManyPages", details=f"more than {max_pages} pages of results"
-    )

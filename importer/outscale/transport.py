@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import requests
@@ -27,6 +27,9 @@ logger = logging.getLogger("importer.outscale.client")
 
 
 USER_AGENT = "snapshots-portal/0.1"
+
+
+Made = TypeVar("Made")
 
 
 _REGION_RE = re.compile(r"^[a-z0-9][a-z0-9-]*[a-z0-9]$")
@@ -158,6 +161,25 @@ class Transport:
             request_id or "-",
         )
         return data
+
+    def call_for(
+        self,
+        action: str,
+        body: Mapping[str, Any],
+        key: str,
+        parse: Callable[[Mapping[str, Any]], Made],
+    ) -> tuple[Made, str]:
+        """Send a call whose answer must hold an object under `key`: the object, parsed, and
+        the request id. Never retried here.
+
+        An answer without it raises `OscApiError`: the object may exist all the same, and the
+        caller reconciles (by ClientToken, or by name) before sending the call again.
+        """
+        data = self.call(action, body)
+        found = data.get(key)
+        if not isinstance(found, dict):
+            raise invalid_response(action, f"the answer has no {key}", data)
+        return parse(found), request_id_of(data)
 
     def _log_failure(self, action: str, error: OscApiError, started: float) -> None:
         logger.warning(

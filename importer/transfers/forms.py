@@ -12,9 +12,6 @@ from importer.teams.forms import checked_destination, endpoint_field
 from importer.teams.models import Team
 from importer.transfers.models import DiskImageFormat, ExportDestination
 
-SNAPSHOT_ID = re.compile(r"^snap-[0-9a-f]{8,32}$")
-
-
 # S3 bucket names as OOS accepts them.
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 

@@ -116,29 +116,22 @@ class ExportTask(SubmittedJob):
     def mark_accepted(
         self, *, task_id: str, api_state: str, progress: int, comment: str, request_id: str
     ) -> bool:
-        return self.transition(
-            from_states=(ExportState.SUBMITTING,),
+        return self.accept(
             message=f"The API accepted the export as {task_id} ({api_state}).",
-            state=ExportState.IN_PROGRESS,
+            progress=progress,
+            request_id=request_id,
             task_id=task_id,
-            api_state=api_state[:40],
-            progress=min(max(progress, 0), 100),
-            comment=comment[:2000],
-            submitted_at=timezone.now(),
-            request_ids=self.with_request_id(request_id),
+            api_state=api_state,
+            comment=comment,
         )
 
     def mark_completed(self, *, api_state: str, object_key: str, object_size: int | None) -> bool:
         where = f"{self.bucket}/{object_key}" if object_key else self.bucket
-        return self.transition(
-            from_states=(ExportState.IN_PROGRESS,),
+        return self.complete(
             message=f"Exported to {where}.",
-            state=ExportState.COMPLETED,
-            api_state=api_state[:40],
-            progress=100,
-            object_key=object_key[:1024],
+            api_state=api_state,
+            object_key=object_key,
             object_size=object_size,
-            finished_at=timezone.now(),
         )
 
     def mark_cancelled(self, *, message: str, api_state: str = "") -> bool:

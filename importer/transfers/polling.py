@@ -11,11 +11,11 @@ from botocore.exceptions import (
 from django.utils import timezone
 
 from importer.core.crypto import DecryptionError
-from importer.jobs.models import clip_text, clip_to_fields, note_once
+from importer.jobs.models import note_once
 from importer.jobs.polling import (
     POLL_TEAM_BUDGET_SECONDS,
-    VANISHED_GRACE,
     by_team,
+    fail_vanished,
     poll_failed,
     poll_isolated,
 )
@@ -105,15 +105,10 @@ def _apply_task(
 ) -> tuple[bool, bool]:
     """Brings one export row up to what the API says; returns (changed, finished)."""
     if task is None:
-        if export.submitted_at and export.submitted_at < now - VANISHED_GRACE:
-            ended = export.mark_failed(
-                code="ExportTaskNotFound",
-                type="ExportVanished",
-                details=f"The API no longer lists {export.task_id}.",
-                from_states=(ExportState.IN_PROGRESS,),
-            )
-            return ended, ended
-        return False, False
+        ended = fail_vanished(
+            export, export.task_id, now=now, code="ExportTaskNotFound", type="ExportVanished"
+        )
+        return ended, ended
     if task.is_completed:
         return _complete(export, task, now=now)
     if task.is_failed:
@@ -131,21 +126,10 @@ def _apply_task(
             message="The API reports the export cancelled.", api_state=task.state
         )
         return ended, ended
-    if (task.state, task.progress) == (export.api_state, export.progress):
-        return False, False
-    if task.state != export.api_state:
-        message = clip_text(ExportEvent, "message", f"API state: {task.state}.")
-        ExportEvent.objects.create(export=export, state=export.state, at=now, message=message)
-    fields = {
-        "api_state": task.state,
-        "progress": min(max(task.progress, 0), 100),
-        "comment": task.comment,
-        "updated_at": now,
-    }
-    updated = ExportTask.objects.filter(pk=export.pk, state=ExportState.IN_PROGRESS).update(
-        **clip_to_fields(ExportTask, fields)
+    moved = export.follow(
+        api_state=task.state, progress=task.progress, now=now, comment=task.comment
     )
-    return bool(updated), False
+    return moved, False
 
 
 def _complete(export: ExportTask, task: SnapshotExportTask, *, now: datetime) -> tuple[bool, bool]:

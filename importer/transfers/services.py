@@ -68,21 +68,19 @@ def export_create(
     destination: ExportDestination,
     ip: str | None = None,
 ) -> ExportTask:
-    with transaction.atomic():
-        export = ExportTask.objects.create(
-            team=team, snapshot_id=snapshot_id, requested_by=user, **asdict(destination)
-        )
-        export.record_creation(
-            AuditAction.EXPORT_REQUESTED,
-            actor=user,
-            ip=ip,
-            message=f"Requested by {user.get_username()}: {snapshot_id} to {destination}"
-            f" as {destination.disk_image_format}.",
-            snapshot_id=snapshot_id,
-            **destination.audit_details(),
-        )
-        transaction.on_commit(lambda: export_enqueue(export_id=export.pk))
-    return export
+    return ExportTask.submit_new(
+        audit=AuditAction.EXPORT_REQUESTED,
+        actor=user,
+        ip=ip,
+        message=f"Requested by {user.get_username()}: {snapshot_id} to {destination}"
+        f" as {destination.disk_image_format}.",
+        details={"snapshot_id": snapshot_id, **destination.audit_details()},
+        send=lambda export_id: export_enqueue(export_id=export_id),
+        team=team,
+        snapshot_id=snapshot_id,
+        requested_by=user,
+        **asdict(destination),
+    )
 
 
 def export_enqueue(*, export_id: uuid.UUID, countdown: float = 0) -> bool:

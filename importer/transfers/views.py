@@ -18,6 +18,7 @@ from importer.core.pages import polled_versions, version
 from importer.notifications.models import NotificationRequest, NotifyKind, TeamWebhook
 from importer.notifications.services import webhook_set
 from importer.outscale.errors import OscApiError
+from importer.outscale.resources import SNAPSHOT_ID
 from importer.teams.models import IMPORTERS, Role, Team
 from importer.teams.permissions import (
     actor,
@@ -31,7 +32,6 @@ from importer.teams.services import oos_endpoint_set
 from importer.transfers import services
 from importer.transfers.copies import copy_create
 from importer.transfers.forms import (
-    SNAPSHOT_ID,
     CopyForm,
     ExportForm,
     ShareForm,

@@ -65,6 +65,27 @@
     closeDialog(document.getElementById("import-dialog"));
   });
 
+  // --- A snapshot's action dialogs ---------------------------------------------------------
+  // An action button loads its form into the one action dialog (over htmx), then the dialog
+  // opens on it; a form sent with errors comes back into the same dialog. Without JavaScript
+  // the button's GET form leads to the action's own page.
+
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var target = event.detail && event.detail.target;
+    if (!target || target.id !== "action-dialog-body") return;
+    var dialog = document.getElementById("action-dialog");
+    if (!dialog || typeof dialog.showModal !== "function") return;
+    if (!dialog.open) {
+      var from = event.detail.requestConfig && event.detail.requestConfig.elt;
+      var menu = from && from.closest("details");
+      if (menu) menu.open = false;
+      openDialog(dialog, menu ? menu.querySelector("summary") : from);
+    } else {
+      var invalid = dialog.querySelector(".invalid input, .invalid select, .invalid textarea");
+      if (invalid) invalid.focus();
+    }
+  });
+
   // --- The GiB equivalent of the Snapshot Size, shown live ----------------------------------
 
   function formatGib(text) {

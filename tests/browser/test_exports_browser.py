@@ -41,7 +41,8 @@ def test_it_exports_a_snapshot_and_shares_its_url_once(
     snapshot_id = completed_snapshot(api_on_sandbox)
     page.goto(f"{live_server.url}/")
     row = page.locator(f"#snapshot-{snapshot_id}")
-    row.get_by_role("link", name="Export to bucket").click()
+    row.get_by_text("Actions", exact=True).click()
+    row.get_by_role("button", name="Export to bucket").click()
 
     expect(page.get_by_role("heading", name="Export to bucket")).to_be_visible()
     page.get_by_label("Bucket").fill("Not A Bucket")
@@ -88,7 +89,9 @@ def test_it_copies_a_snapshot_to_another_team_and_shows_the_chain(
     Membership.objects.filter(user=operator).exclude(team=receiver).update(is_current=True)
     snapshot_id = completed_snapshot(api_on_sandbox)
     page.goto(f"{live_server.url}/")
-    page.locator(f"#snapshot-{snapshot_id}").get_by_role("link", name="Copy to team").click()
+    row = page.locator(f"#snapshot-{snapshot_id}")
+    row.get_by_text("Actions", exact=True).click()
+    row.get_by_role("button", name="Copy to team").click()
 
     expect(page.get_by_role("heading", name="Copy to another team")).to_be_visible()
     page.get_by_label("Copy to team").select_option(label=f"receiving-team ({receiver.region})")

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench import scenarios
+from bench import lifecycle, scenarios
 from bench.hostile import DESTINATIONS, EXTRA_HOSTS, good_url
 from bench.stack import RedisServer, use_broker
 from importer.imports.forms import ImportSnapshotForm
@@ -79,6 +79,33 @@ def test_it_keeps_one_snapshot_per_job_and_bounded_retries_under_api_faults(env)
     assert result.retries_over_bound == 0
     assert result.retried_after_permanent == 0
     assert result.failed_permanent == result.permanent == 4
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_volumes_omis_and_copies_make_one_each_under_faults_and_a_killed_worker(env) -> None:
+    result = lifecycle.scenario_lifecycle_faults(env, per_kind=3)
+    assert result.final == sum(result.jobs.values()) == 9, result.examples
+    assert sum(result.faults_fired.values()) > 0
+    assert result.unexpected_errors == 0, result.examples
+    assert result.ended_as_injected == sum(result.refused.values()) + result.failed_omis
+    assert sum(result.not_one.values()) == 0, result.examples
+    assert result.duplicates_by_token == result.duplicates_by_name == 0
+    assert result.calls_over_bound == result.retried_after_permanent == 0
+    assert result.killed_recovered == result.killed_held > 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_every_lifecycle_dialog_refuses_hostile_posts_clearly_and_saves_nothing(env) -> None:
+    result = lifecycle.scenario_lifecycle_hostile(env, count=250)
+    assert set(result.posts) == {"volume", "image", "permissions", "copy", "tags"}, result.posts
+    assert result.server_errors == 0, result.examples
+    assert result.refused_not_422 == result.refused_without_message == 0, result.examples
+    assert result.messages_not_shown == 0, result.examples
+    assert result.jobs_by_refused == result.changes_by_refused == 0, result.examples
+    assert result.invalid_accepted == result.invalid_sent_to_api == 0, result.examples
+    assert result.foreign_keys_accepted == result.replays_made_job == 0, result.examples
+    assert sum(result.accepted.values()) > 0  # the oracle saw valid posts too: not blind
 
 
 @pytest.mark.django_db

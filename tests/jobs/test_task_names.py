@@ -24,6 +24,9 @@ PINNED_TASK_NAMES = {
     "importer.export_tasks.deliver_webhook",
     "importer.notifications.dispatch_notifications",
     "importer.notifications.sweep_deliveries",
+    "importer.lifecycle.submit_derived",
+    "importer.lifecycle.poll_derived",
+    "importer.lifecycle.sweep_derived",
 }
 
 

@@ -10,6 +10,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from importer.imports.models import JobState
+from importer.lifecycle.models import DerivedJob, DerivedKind
 from importer.teams.models import Membership, Role, TeamInvitation
 from importer.transfers.models import CopyChain, ExportTask
 from tests.support.factories import make_job, make_team, make_user
@@ -59,11 +60,32 @@ TABLE: dict[str, dict[str, tuple[str, ...] | str]] = {
     "copy_detail": {"GET": EVERYONE},
     "notify_request": {"POST": IMPORTERS},
     "transfer_settings": {"GET": ADMINS, "POST": ADMINS},
+    "snapshot_detail": {"GET": EVERYONE},
+    "snapshot_made_poll": {"GET": EVERYONE},
+    "derived_detail": {"GET": EVERYONE},
+    "volume_new": {"GET": IMPORTERS, "POST": IMPORTERS},
+    "image_new": {"GET": IMPORTERS, "POST": IMPORTERS},
+    "snapshot_copy_new": {"GET": IMPORTERS, "POST": IMPORTERS},
+    "permissions_edit": {"GET": IMPORTERS, "POST": IMPORTERS},
+    "tags_edit": {"GET": IMPORTERS, "POST": IMPORTERS},
 }
+LIFECYCLE_ON_A_SNAPSHOT = (
+    "snapshot_detail",
+    "volume_new",
+    "image_new",
+    "snapshot_copy_new",
+    "permissions_edit",
+    "tags_edit",
+)
 ALLOWED = {200, 204, 286, 302, 422}
 # The sample object of these is not the caller's own (another account's snapshot, another
 # user's invitation): a user who may use the URL gets 404 for it.
-NOT_THEIRS = {"snapshot_delete", "invitation_accept", "invitation_decline"}
+NOT_THEIRS = {
+    "snapshot_delete",
+    "invitation_accept",
+    "invitation_decline",
+    *LIFECYCLE_ON_A_SNAPSHOT,
+}
 
 
 def url_names(patterns=None) -> Iterator[URLPattern]:
@@ -116,6 +138,16 @@ def cast():
         "invitation_decline": {"invitation_id": invitation.pk},
         "invitation_revoke": {"invitation_id": invitation.pk},
     }
+    derived = DerivedJob.objects.create(
+        team=team,
+        requested_by=users[Role.OPERATOR],
+        source_snapshot_id="snap-00000000",
+        kind=DerivedKind.COPY,
+        parameters={"name": "copy", "description": ""},
+    )
+    kwargs["derived_detail"] = {"job_id": derived.pk}
+    for name in (*LIFECYCLE_ON_A_SNAPSHOT, "snapshot_made_poll"):
+        kwargs[name] = {"snapshot_id": "snap-00000000"}
     data = {"team_switch": {"team": str(team.pk)}, "member_role": {"role": Role.AUDITOR}}
     return {"users": users, "kwargs": kwargs, "data": data, "team": team}
 
