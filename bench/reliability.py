@@ -510,8 +510,7 @@ def write_document(path: Path, results: Results, args: argparse.Namespace, minut
         "snapshot actions' dialogs.",
         f"- Verdict: {'every target met' if not missed else 'MISSED: ' + '; '.join(f.name for f in missed)}.",  # noqa: E501
         "- A short version of each scenario runs in CI: `tests/jobs/test_reliability.py` "
-        "(not yet the two lifecycle ones: `--only lifecycle --lifecycle-jobs 3 "
-        "--lifecycle-inputs 250` is their short run).",
+        "(the lifecycle ones with 3 jobs of each kind and 250 hostile posts).",
         "- Reproduce: `make reliability` (after `make test`'s install step; needs redis-server "
         "and PostgreSQL's server binaries). One scenario alone: `.venv/bin/python -m "
         "bench.reliability --only kill` (or redis, postgres, faults, hostile, destinations, "
