@@ -7,6 +7,7 @@ this module only gathers them.
 from __future__ import annotations
 
 from importer.audit.models import AuditEvent, LoginFailureTally
+from importer.batches.models import ImportBatch
 from importer.imports.models import ImportJob, ImportJobEvent
 from importer.jobs.models import WorkerHeartbeat
 from importer.lifecycle.models import DerivedEvent, DerivedJob
@@ -24,6 +25,7 @@ __all__ = [
     "AuditEvent",
     "CopyChain",
     "CopyEvent",
+    "ImportBatch",
     "DerivedEvent",
     "DerivedJob",
     "ExportEvent",

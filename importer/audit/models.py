@@ -66,6 +66,7 @@ class AuditAction(models.TextChoices):
     DERIVED_STATE = "derived_state", "Volume, OMI or copy state changed"
     PERMISSIONS_CHANGED = "permissions_changed", "Snapshot permissions changed"
     TAGS_EDITED = "tags_edited", "Snapshot tags edited"
+    BATCH_SUBMITTED = "batch_submitted", "Bulk import submitted"
 
 
 def _refuse(what: str) -> NoReturn:

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
-import unicodedata
 from typing import Any
 
 from django import forms
 from django.utils import timezone
 
+from importer.core.text import refuse_invisible_characters
 from importer.core.units import GIB
 from importer.imports.models import JobState
+from importer.imports.tags import TagError, parse_tag_lines
 from importer.presigned import fetch
 from importer.presigned.fetch import Inspection
 from importer.presigned.policy import url_policy
@@ -22,24 +23,6 @@ MAX_NAME_LENGTH = 255
 
 
 MAX_DESCRIPTION_LENGTH = 1000
-
-
-# Unicode categories that have no business in a name: controls, format characters (bidi
-# overrides, zero-width joiners used for spoofing), surrogates, private use, unassigned,
-# line and paragraph separators.
-FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
-
-
-def refuse_invisible_characters(value: str, *, field: str, allow_newlines: bool = False) -> None:
-    for char in value:
-        if allow_newlines and char in "\n\t":
-            continue
-        if unicodedata.category(char) in FORBIDDEN_CATEGORIES:
-            raise forms.ValidationError(
-                f"The {field} contains an invisible or control character "
-                f"(U+{ord(char):04X}); retype it without that character.",
-                code="control_character",
-            )
 
 
 class SnapshotTextForm(forms.Form):
@@ -85,6 +68,15 @@ class SnapshotTextForm(forms.Form):
 
 
 class ImportSnapshotForm(SnapshotTextForm):
+    tags = forms.CharField(
+        label="Tags",
+        required=False,
+        max_length=20_000,
+        widget=forms.Textarea(attrs={"rows": 2, "spellcheck": "false", "autocomplete": "off"}),
+        help_text="Optional. One key=value a line, e.g. env=production; the Name tag is the "
+        "name above.",
+        error_messages={"max_length": "Keep the tags under 20,000 characters (50 tags at most)."},
+    )
     presigned_url = forms.CharField(
         label="Object Pre-signed URL",
         max_length=4096,
@@ -116,10 +108,18 @@ class ImportSnapshotForm(SnapshotTextForm):
         help_text="Asks the API whether this import would be allowed, without importing.",
     )
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, inspection: Inspection | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.parsed_url: PresignedUrl | None = None
-        self.inspection: Inspection | None = None
+        # An inspection already made of this very URL (a manifest's preview reads each object
+        # once); without one the form reads the object's first bytes itself.
+        self.inspection: Inspection | None = inspection
+
+    def clean_tags(self) -> dict[str, str]:
+        try:
+            return parse_tag_lines(self.cleaned_data["tags"])
+        except TagError as error:
+            raise forms.ValidationError(str(error), code="tags") from None
 
     def clean_presigned_url(self) -> str:
         raw: str = self.cleaned_data["presigned_url"]
@@ -151,7 +151,8 @@ class ImportSnapshotForm(SnapshotTextForm):
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
         if self.parsed_url is not None:
-            self.inspection = fetch.inspect_presigned_url(self.parsed_url, policy=url_policy())
+            if self.inspection is None:
+                self.inspection = fetch.inspect_presigned_url(self.parsed_url, policy=url_policy())
             if self.inspection.refusal:
                 self.add_error("presigned_url", self.inspection.refusal)
         size = cleaned.get("snapshot_size")

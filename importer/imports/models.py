@@ -68,6 +68,16 @@ class ImportJob(SubmittedJob):
     state = models.CharField(max_length=20, choices=JobState.choices, default=JobState.QUEUED)
     api_state = models.CharField(max_length=40, blank=True, help_text="State as the API says it")
     snapshot_id = models.CharField(max_length=64, blank=True)
+    # The bulk import that made it, if one did (by name: imports never imports batches).
+    batch = models.ForeignKey(
+        "importer.ImportBatch",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="jobs",
+    )
+    # Tags asked at import time, applied with the Name tag once the API has the snapshot.
+    tags = models.JSONField(default=dict, blank=True)
     tag_state = models.CharField(max_length=10, choices=TagState.choices, default=TagState.PENDING)
     tag_error = models.CharField(max_length=1000, blank=True)
 
@@ -93,6 +103,11 @@ class ImportJob(SubmittedJob):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.get_state_display()})"
+
+    @property
+    def all_tags(self) -> dict[str, str]:
+        """Every tag the snapshot gets: its Name, then the ones asked at import time."""
+        return {"Name": self.name, **self.tags}
 
     @property
     def snapshot_size_gib(self) -> float:

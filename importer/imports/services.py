@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -51,7 +52,9 @@ def import_create(
     url: PresignedUrl,
     snapshot_size: int,
     dry_run: bool = False,
+    tags: Mapping[str, str] | None = None,
     job_id: uuid.UUID | None = None,
+    batch_id: uuid.UUID | None = None,
     ip: str | None = None,
 ) -> ImportJob:
     """Saves the job (URL encrypted), then queues it once the row is committed.
@@ -68,6 +71,7 @@ def import_create(
             "object": url.redacted,
             "snapshot_size": snapshot_size,
             "dry_run": dry_run,
+            "tags": dict(tags or {}),
         },
         send=lambda job_id: import_enqueue(job_id=job_id),
         id=job_id or uuid.uuid4(),
@@ -83,6 +87,8 @@ def import_create(
         url_key=url.key[:1024],
         url_expires_at=url.expires_at,
         url_encrypted=encrypt_text(url.secret_url),
+        tags=dict(tags or {}),
+        batch_id=batch_id,
     )
 
 
@@ -154,14 +160,15 @@ def snapshot_tag(*, job_id: str, final_attempt: bool) -> None:
         return
     try:
         request_id = accounts.api_client(job.team).create_tags(
-            resource_ids=[job.snapshot_id], tags={"Name": job.name}
+            resource_ids=[job.snapshot_id], tags=job.all_tags
         )
     except OscApiError as error:
         if error.transient and not final_attempt:
             raise TransientTagError(str(error)) from None
         _set_tag_state(job, TagState.FAILED, f"Tagging Name failed: {error}", error=str(error))
         return
-    _set_tag_state(job, TagState.DONE, f"Tagged Name={job.name} (request {request_id}).")
+    more = f" and {len(job.tags)} more tag{'s' if len(job.tags) > 1 else ''}" if job.tags else ""
+    _set_tag_state(job, TagState.DONE, f"Tagged Name={job.name}{more} (request {request_id}).")
 
 
 def _set_tag_state(job: ImportJob, tag_state: str, message: str, *, error: str = "") -> None:

@@ -38,6 +38,7 @@ from importer.imports.selectors import (
     snapshots_for_dashboard,
 )
 from importer.imports.services import SnapshotInUse, SnapshotNotInAccount, import_create
+from importer.imports.tags import format_tag_lines
 from importer.outscale.errors import OscApiError
 from importer.presigned import fetch
 from importer.presigned.policy import url_policy
@@ -145,6 +146,7 @@ def _import_fields(form: ImportSnapshotForm) -> dict[str, Any]:
         "url": form.parsed_url,
         "snapshot_size": data["snapshot_size"],
         "dry_run": data["dry_run"],
+        "tags": data["tags"],
     }
 
 
@@ -264,7 +266,12 @@ def import_retry(request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:
     job = get_job_for_user(request, job_id)
     if job.state != JobState.ERROR or job.team_id != getattr(current_team(request), "pk", None):
         raise Http404("Only a failed import of your current team can be retried.")
-    initial = {"name": job.name, "description": job.description, "snapshot_size": job.snapshot_size}
+    initial = {
+        "name": job.name,
+        "description": job.description,
+        "snapshot_size": job.snapshot_size,
+        "tags": format_tag_lines(job.tags),
+    }
     form = ImportSnapshotForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         new_job = import_create(

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from django import forms
 
-from importer.imports.forms import SnapshotTextForm, refuse_invisible_characters
+from importer.core.text import refuse_invisible_characters
+from importer.imports.forms import SnapshotTextForm
 from importer.outscale.lifecycle_resources import IMAGE_BOOT_MODES, VOLUME_TYPES
 from importer.outscale.resources import SnapshotPermissions
 

@@ -419,6 +419,28 @@ def test_it_shows_errors_inline_and_keeps_the_values_after_an_htmx_round_trip(
     assert ImportJob.objects.count() == 0 and sent == []
 
 
+def test_it_takes_tags_as_key_value_lines_and_refuses_bad_ones_with_their_line(
+    client, operator, sent
+) -> None:
+    cases = [
+        ("env\nowner=me", "Line 1"),
+        ("Name=other", "Name"),
+        ("env=a\nenv=b", "repeats the key"),
+        ("k" * 256 + "=v", "255"),
+        ("osc:thing=x", "osc:"),
+        ("env=pro\u202educ", "invisible or control character"),
+    ]
+    for text, said in cases:
+        response = dialog_post(client, tags=text)
+        body = response.content.decode()
+        assert response.status_code == 422, text
+        assert 'id="id_tags_error"' in body and said in body, (text, body[:2000])
+    assert ImportJob.objects.count() == 0 and sent == []
+    response = dialog_post(client, tags="env=production\n\nteam = storage")
+    assert response.status_code == 200
+    assert ImportJob.objects.get().tags == {"env": "production", "team": "storage"}
+
+
 def test_it_creates_the_job_adds_its_row_on_top_and_confirms(
     client, operator, sent, django_capture_on_commit_callbacks
 ) -> None:

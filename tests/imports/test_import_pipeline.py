@@ -30,7 +30,12 @@ pytestmark = pytest.mark.django_db
 
 
 def submit(
-    sandbox: Sandbox, *, size: int = 10 * GIB, dry_run: bool = False, **presign
+    sandbox: Sandbox,
+    *,
+    size: int = 10 * GIB,
+    dry_run: bool = False,
+    tags: dict[str, str] | None = None,
+    **presign,
 ) -> ImportJob:
     raw = presign.pop("raw", None) or sandbox.presign(**presign)
     url = parse_presigned_url(raw, policy=url_policy(), now=timezone.now())
@@ -43,6 +48,7 @@ def submit(
         url=url,
         snapshot_size=size,
         dry_run=dry_run,
+        tags=tags,
     )
 
 
@@ -98,6 +104,16 @@ def test_it_tags_the_snapshot_with_its_name(api_on_sandbox) -> None:
     assert job.tag_state == TagState.DONE
     tags = snapshots_in(api_on_sandbox)[0]["Tags"]
     assert {"Key": "Name", "Value": "été backup"} in tags
+
+
+def test_it_applies_the_tags_asked_at_import_time_with_the_name(api_on_sandbox) -> None:
+    job = run_submit(submit(api_on_sandbox, tags={"env": "prod", "owner": ""}))
+    imports_services.snapshot_tag(job_id=str(job.pk), final_attempt=False)
+    job.refresh_from_db()
+    assert job.tag_state == TagState.DONE
+    tags = {tag["Key"]: tag["Value"] for tag in snapshots_in(api_on_sandbox)[0]["Tags"]}
+    assert tags == {"Name": "été backup", "env": "prod", "owner": ""}
+    assert "Tagged Name=été backup and 2 more tags" in job.events.last().message
 
 
 def test_it_shows_a_tag_failure_without_failing_the_import(api_on_sandbox) -> None:
