@@ -11,5 +11,6 @@ urlpatterns = [
     path("", include("importer.audit.urls")),
     path("", include("importer.transfers.urls")),
     path("", include("importer.lifecycle.urls")),
+    path("", include("importer.batches.urls")),
     path("", include("importer.notifications.urls")),
 ]

@@ -6,10 +6,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
+from typing import Any
 
+from django import forms
 from django.utils import timezone
 
-from importer.batches.manifest import ManifestRow, parse_manifest
+from importer.batches.manifest import MAX_BYTES, ManifestRow, parse_manifest
 from importer.batches.rows import READY, REFUSED, WARNING, Preview, RowVerdict
 from importer.imports.forms import ImportSnapshotForm
 from importer.imports.tags import format_tag_lines
@@ -103,3 +105,38 @@ def _warnings(form: ImportSnapshotForm, size: int, *, now: datetime) -> list[str
     if form.inspection is not None and form.inspection.warning and form.inspection.info is None:
         warnings.append(form.inspection.warning)
     return warnings
+
+
+class ManifestForm(forms.Form):
+    """IMPORT SNAPSHOTS: a manifest pasted, or uploaded as a file (the file wins)."""
+
+    manifest = forms.CharField(
+        label="Manifest",
+        required=False,
+        max_length=MAX_BYTES,
+        strip=False,
+        widget=forms.Textarea(attrs={"rows": 10, "spellcheck": "false", "autocomplete": "off"}),
+        help_text="CSV with the header name,description,url,size,tags (size and tags optional; "
+        "tags as key=value;key=value), or JSON lines with the same keys. Up to 500 rows.",
+        error_messages={"max_length": "A manifest is at most 2 MB: split it into batches."},
+    )
+    manifest_file = forms.FileField(
+        label="Or upload a file", required=False, help_text="A .csv or .jsonl file, UTF-8."
+    )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        upload = data.get("manifest_file")
+        if upload is not None:
+            if upload.size is not None and upload.size > MAX_BYTES:
+                self.add_error(
+                    "manifest_file", "A manifest is at most 2 MB: split it into batches."
+                )
+                return data
+            data["content"] = upload.read(MAX_BYTES + 1)
+            data["filename"] = str(upload.name or "")[:255]
+        elif data.get("manifest", "").strip():
+            data["content"], data["filename"] = data["manifest"], ""
+        elif not self.errors:
+            raise forms.ValidationError("Paste a manifest or choose its file.", code="no_manifest")
+        return data

@@ -54,6 +54,7 @@ def every_url(job_id: uuid.UUID) -> list[str]:
         "job_id": job_id,
         "export_id": uuid.uuid4(),
         "copy_id": uuid.uuid4(),
+        "batch_id": uuid.uuid4(),
         "object_id": uuid.uuid4(),
         "membership_id": 1,
         "invitation_id": 1,

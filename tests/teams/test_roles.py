@@ -9,6 +9,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
+from importer.batches.models import ImportBatch
 from importer.imports.models import JobState
 from importer.lifecycle.models import DerivedJob, DerivedKind
 from importer.teams.models import Membership, Role, TeamInvitation
@@ -68,6 +69,9 @@ TABLE: dict[str, dict[str, tuple[str, ...] | str]] = {
     "snapshot_copy_new": {"GET": IMPORTERS, "POST": IMPORTERS},
     "permissions_edit": {"GET": IMPORTERS, "POST": IMPORTERS},
     "tags_edit": {"GET": IMPORTERS, "POST": IMPORTERS},
+    "batch_new": {"GET": IMPORTERS, "POST": IMPORTERS},
+    "batch_create": {"POST": IMPORTERS},
+    "batch_detail": {"GET": EVERYONE},
 }
 LIFECYCLE_ON_A_SNAPSHOT = (
     "snapshot_detail",
@@ -146,6 +150,8 @@ def cast():
         parameters={"name": "copy", "description": ""},
     )
     kwargs["derived_detail"] = {"job_id": derived.pk}
+    batch = ImportBatch.objects.create(team=team, created_by=users[Role.OPERATOR])
+    kwargs["batch_detail"] = {"batch_id": batch.pk}
     for name in (*LIFECYCLE_ON_A_SNAPSHOT, "snapshot_made_poll"):
         kwargs[name] = {"snapshot_id": "snap-00000000"}
     data = {"team_switch": {"team": str(team.pk)}, "member_role": {"role": Role.AUDITOR}}
