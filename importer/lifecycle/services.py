@@ -190,6 +190,7 @@ def permissions_update(
     add_account_ids: Sequence[str] = (),
     remove_account_ids: Sequence[str] = (),
     public: bool | None = None,
+    read: Snapshot | None = None,
     ip: str | None = None,
 ) -> tuple[Snapshot, PermissionChange]:
     """Adds and removes the accounts that may create volumes from the snapshot (and its public
@@ -198,7 +199,8 @@ def permissions_update(
     Raises NothingToChange, SnapshotNotInAccount or OscApiError.
     """
     client = accounts.api_client(team)
-    now = own_snapshot(team, snapshot_id, client).permissions
+    # `read`: the snapshot as the dialog's request just read it, not asked for a second time.
+    now = (read or own_snapshot(team, snapshot_id, client)).permissions
     change = PermissionChange(
         added=tuple(sorted(set(add_account_ids) - set(now.account_ids))),
         removed=tuple(sorted(set(remove_account_ids) & set(now.account_ids))),
@@ -243,7 +245,13 @@ class TagChange:
 
 
 def tags_edit(
-    *, team: Team, user: User, snapshot_id: str, tags: Mapping[str, str], ip: str | None = None
+    *,
+    team: Team,
+    user: User,
+    snapshot_id: str,
+    tags: Mapping[str, str],
+    read: Snapshot | None = None,
+    ip: str | None = None,
 ) -> TagChange:
     """Makes the snapshot's tags exactly `tags`: CreateTags for the new and changed ones, then
     DeleteTags for the ones left out (in that order, so a failure midway loses no tag).
@@ -251,7 +259,7 @@ def tags_edit(
     Raises NothingToChange, SnapshotNotInAccount or OscApiError.
     """
     client = accounts.api_client(team)
-    now = own_snapshot(team, snapshot_id, client).tags
+    now = (read or own_snapshot(team, snapshot_id, client)).tags
     change = TagChange(
         set={key: value for key, value in tags.items() if now.get(key) != value},
         removed=tuple(sorted(key for key in now if key not in tags)),

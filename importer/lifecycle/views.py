@@ -133,11 +133,14 @@ def derived_detail(request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:
 
 @dataclass(frozen=True)
 class Dialog:
-    """One action's dialog: its title, its submit button, and its form's template."""
+    """One action's dialog: its title, its submit button, and the template of its fields (the
+    dialog around them is `lifecycle/_action_form.html`, the same for all)."""
 
     title: str
     submit: str
     url_name: str
+    body: str = "lifecycle/_fields_body.html"
+    form_class: str = ""
     template: str = "lifecycle/_action_form.html"
 
 
@@ -145,7 +148,7 @@ VOLUME = Dialog("CREATE VOLUME", "Create volume", "volume_new")
 IMAGE = Dialog("CREATE OMI", "Create OMI", "image_new")
 COPY = Dialog("COPY SNAPSHOT", "Copy", "snapshot_copy_new")
 PERMISSIONS = Dialog("UPDATE SNAPSHOT PERMISSIONS", "Update permissions", "permissions_edit")
-TAGS = Dialog("EDIT TAGS", "Save tags", "tags_edit", "lifecycle/_tags_form.html")
+TAGS = Dialog("EDIT TAGS", "Save tags", "tags_edit", "lifecycle/_tags_body.html", "tags-form")
 
 
 def _render_dialog(
@@ -307,6 +310,7 @@ def permissions_edit(request: HttpRequest, snapshot_id: str) -> HttpResponse:
                 add_account_ids=form.cleaned_data["add_account_ids"],
                 remove_account_ids=form.cleaned_data["remove_account_ids"],
                 public=form.public_change,
+                read=snapshot,
                 ip=client_ip(request),
             )
         except services.NothingToChange as error:
@@ -357,6 +361,7 @@ def tags_edit(request: HttpRequest, snapshot_id: str) -> HttpResponse:
                 user=actor(request),
                 snapshot_id=snapshot_id,
                 tags=formset.tags,
+                read=snapshot,
                 ip=client_ip(request),
             )
         except services.NothingToChange as error:
