@@ -154,6 +154,9 @@ def run_all(env: Any, args: argparse.Namespace, results: Results) -> None:
     pages_section(env, args, results)
     queue_section(env, args, results)
     redaction_section(results)
+    from bench.batches import batches_section  # bulk import: preview, creation, polling
+
+    batches_section(env, args, results)
 
 
 # --- Polling ----------------------------------------------------------------------------------

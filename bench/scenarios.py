@@ -35,6 +35,7 @@ from bench.stack import (
 )
 from importer.imports import services as import_services
 from importer.imports.services import UNTAGGED_AFTER, imports_sweep
+from importer.imports.slots import MAX_THROTTLED_ATTEMPTS
 from importer.jobs.retry import LOST_IN_QUEUE_AFTER, MAX_SUBMIT_ATTEMPTS, STUCK_SUBMITTING_AFTER
 from importer.notifications.models import TeamWebhook
 from importer.presigned.fetch import read_object_head
@@ -721,7 +722,13 @@ def scenario_api_faults(env: Env, imports: int, permanent_share: float = 0.03):
         snapshots_not_one=snapshots_not_one,
         max_create_calls=max((len(answers) for answers in by_token.values()), default=0),
         max_attempts=max((job.attempts for job in jobs), default=0),
-        retries_over_bound=sum(len(answers) > MAX_SUBMIT_ATTEMPTS for answers in by_token.values()),
+        # Throttling answers (429, and 503 code 6) pause the account and are bounded on their
+        # own (MAX_THROTTLED_ATTEMPTS); every other attempt counts against MAX_SUBMIT_ATTEMPTS.
+        retries_over_bound=sum(
+            sum(not _throttled(answer) for answer in answers) > MAX_SUBMIT_ATTEMPTS
+            or sum(_throttled(answer) for answer in answers) > MAX_THROTTLED_ATTEMPTS
+            for answers in by_token.values()
+        ),
         retried_after_permanent=retried_after_permanent,
         faults_fired=dict(fired),
         api_calls=len(calls),
@@ -734,6 +741,11 @@ def scenario_api_faults(env: Env, imports: int, permanent_share: float = 0.03):
             }
         ),
     )
+
+
+def _throttled(answer: tuple[int, bool]) -> bool:
+    status, delivered = answer
+    return delivered and status in (429, 503)
 
 
 # --- 5. Hostile input -----------------------------------------------------------------------

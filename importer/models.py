@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from importer.audit.models import AuditEvent, LoginFailureTally
 from importer.batches.models import ImportBatch
+from importer.bulk.models import BulkAction, BulkItem
 from importer.imports.models import ImportJob, ImportJobEvent
 from importer.jobs.models import WorkerHeartbeat
 from importer.lifecycle.models import DerivedEvent, DerivedJob
@@ -23,6 +24,8 @@ from importer.transfers.models import (
 
 __all__ = [
     "AuditEvent",
+    "BulkAction",
+    "BulkItem",
     "CopyChain",
     "CopyEvent",
     "ImportBatch",

@@ -12,5 +12,6 @@ urlpatterns = [
     path("", include("importer.transfers.urls")),
     path("", include("importer.lifecycle.urls")),
     path("", include("importer.batches.urls")),
+    path("", include("importer.bulk.urls")),
     path("", include("importer.notifications.urls")),
 ]

@@ -132,7 +132,7 @@ def _check_import(body: Body) -> None:
 
 def _start_import(context: Context, body: Body) -> Snapshot:
     account = context.account
-    snapshot, created = context.state.create_snapshot(
+    snapshot, created = context.state.start_import(
         account.account_id,
         account.alias,
         body.get("ClientToken"),

@@ -133,6 +133,11 @@ class Emulator:
             return Reply(200, self.lifecycle())
         if name == "lifecycle" and method == "GET":
             return Reply(200, self.lifecycle())
+        if name == "limits" and method == "POST":
+            self.set_limits(json.loads(raw or b"{}"))
+            return Reply(200, self.limits())
+        if name == "limits" and method == "GET":
+            return Reply(200, self.limits())
         return Reply(404, {"error": f"no admin endpoint {method} {ADMIN_PREFIX}{name}"})
 
     def set_lifecycle(self, data: dict[str, Any]) -> None:
@@ -145,6 +150,19 @@ class Emulator:
             self.state.lifecycle.set_seconds(None if seconds is None else float(seconds))
         if "fail_next_images" in data:
             self.images.fail_next(int(data["fail_next_images"]))
+
+    def set_limits(self, data: dict[str, Any]) -> None:
+        """`{"concurrent_imports": 5 | null}`: how many imports an account may run at once."""
+        unknown = set(data) - {"concurrent_imports"}
+        if unknown:
+            raise ValueError(f"unknown limits: {sorted(unknown)}")
+        limit = data.get("concurrent_imports")
+        if limit is not None and (not isinstance(limit, int) or limit < 1):
+            raise ValueError("concurrent_imports must be a positive integer or null")
+        self.state.concurrent_imports_limit = limit
+
+    def limits(self) -> dict[str, Any]:
+        return {"concurrent_imports": self.state.concurrent_imports_limit}
 
     def lifecycle(self) -> dict[str, Any]:
         return {

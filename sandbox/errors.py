@@ -62,6 +62,19 @@ def throttled_per_call() -> OscError:
     )
 
 
+def too_many_concurrent_imports(limit: int) -> OscError:
+    """OUTSCALE answers a quota with the type `TooManyResources (QuotaExceded)` and a code of
+    the 10000s; which code means "too many snapshot imports at once" is not published, so this
+    one is the sandbox's own."""
+    return OscError(
+        400,
+        "10029",
+        "TooManyResources (QuotaExceded)",
+        f"ErrorTooManyConcurrentSnapshotImports: the account already has {limit} snapshot "
+        "imports in progress.",
+    )
+
+
 def internal_error() -> OscError:
     return OscError(500, "2000", "InternalError", "ErrorInternalError: An internal error occurred.")
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import random
 import threading
-from dataclasses import asdict, dataclass
+import time
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 KINDS = frozenset({"error", "timeout", "drop", "slow"})
@@ -15,7 +16,8 @@ DEFAULT_DELAYS = {"timeout": 65.0, "slow": 2.0}
 
 @dataclass
 class Fault:
-    """One rule. `action` "*" matches every action; `count` None means "until reset".
+    """One rule. `action` "*" matches every action; `count` None means "until reset";
+    `seconds` (from the rule's arrival) makes it a burst that ends by itself, as throttling does.
 
     - error: answer `status` (429, 503 or 500) without acting.
     - timeout: wait `delay` seconds (past a client's read timeout), then act and answer.
@@ -29,7 +31,10 @@ class Fault:
     count: int | None = 1
     probability: float = 1.0
     delay: float | None = None
+    seconds: float | None = None
     fired: int = 0
+    # When the rule arrived (monotonic): a burst of `seconds` ends that long after.
+    since: float = field(default_factory=time.monotonic, repr=False)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -40,12 +45,14 @@ class Fault:
             raise ValueError("probability must be between 0 and 1")
         if self.count is not None and self.count < 1:
             raise ValueError("count must be positive or null")
+        if self.seconds is not None and self.seconds <= 0:
+            raise ValueError("seconds must be positive or null")
         if self.delay is None:
             self.delay = DEFAULT_DELAYS.get(self.kind, 0.0)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Fault:
-        allowed = {"action", "kind", "status", "count", "probability", "delay"}
+        allowed = {"action", "kind", "status", "count", "probability", "delay", "seconds"}
         unknown = set(data) - allowed
         if unknown:
             raise ValueError(f"unknown fault fields: {sorted(unknown)}")
@@ -53,6 +60,8 @@ class Fault:
 
     @property
     def exhausted(self) -> bool:
+        if self.seconds is not None and time.monotonic() - self.since > self.seconds:
+            return True
         return self.count is not None and self.fired >= self.count
 
 
@@ -84,7 +93,10 @@ class FaultInjector:
 
     def dump(self) -> list[dict[str, Any]]:
         with self._lock:
-            return [asdict(fault) for fault in self._faults]
+            return [
+                {name: value for name, value in asdict(fault).items() if name != "since"}
+                for fault in self._faults
+            ]
 
 
 def faults_from_json(text: str) -> list[Fault]:

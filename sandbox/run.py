@@ -97,8 +97,9 @@ class Sandbox:
         count: int | None = 1,
         probability: float = 1.0,
         delay: float | None = None,
+        seconds: float | None = None,
     ) -> Fault:
-        fault = Fault(action, kind, status, count, probability, delay)
+        fault = Fault(action, kind, status, count, probability, delay, seconds)
         self._faults.add(fault)
         return fault
 
@@ -127,6 +128,11 @@ class Sandbox:
         """The next `count` OMIs made end `failed` with this StateComment (0: none)."""
         comment = {"StateCode": state_code, "StateMessage": state_message}
         self._emulator.images.fail_next(count, comment)
+
+    def set_concurrent_imports_limit(self, limit: int | None) -> None:
+        """How many imports one account may run at once; more are refused as OUTSCALE refuses
+        a quota (None: no limit). The state's `max_concurrent_imports` says the most seen."""
+        self._emulator.set_limits({"concurrent_imports": limit})
 
     def state(self) -> dict[str, Any]:
         return self._emulator.dump()

@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sandbox import errors
+
 logger = logging.getLogger(__name__)
 
 GIB = 1024**3
@@ -197,6 +199,10 @@ class CloudState:
         # So tests can assert "exactly one volume / OMI was asked for", retries included.
         self.create_volume_calls_by_token: Counter[str] = Counter()
         self.create_image_calls_by_name: Counter[str] = Counter()
+        # How many imports an account may have running at once (None: no limit), and the
+        # most each account ever had: tests assert a client never went past its own limit.
+        self.concurrent_imports_limit: int | None = None
+        self.max_concurrent_imports: Counter[str] = Counter()
 
     def count_call(self, action: str, body: dict[str, Any]) -> None:
         with self.lock:
@@ -231,6 +237,35 @@ class CloudState:
             if client_token is not None:
                 self._by_token[(account_id, client_token)] = snapshot.snapshot_id
             return snapshot, True
+
+    def start_import(
+        self, account_id: str, account_alias: str | None, client_token: str | None, **fields: Any
+    ) -> tuple[Snapshot, bool]:
+        """`create_snapshot` for an import, refused while the account has as many imports
+        running as its limit allows (a known ClientToken still returns its snapshot)."""
+        with self.lock:
+            if client_token is not None and (account_id, client_token) in self._by_token:
+                return self.create_snapshot(account_id, account_alias, client_token, **fields)
+            running = self.running_imports(account_id) + 1
+            limit = self.concurrent_imports_limit
+            if limit is not None and running > limit:
+                raise errors.too_many_concurrent_imports(limit)
+            created = self.create_snapshot(account_id, account_alias, client_token, **fields)
+            self.max_concurrent_imports[account_id] = max(
+                self.max_concurrent_imports[account_id], running
+            )
+            return created
+
+    def running_imports(self, account_id: str) -> int:
+        """The account's imports the API is still working on."""
+        with self.lock:
+            return sum(
+                1
+                for snapshot in self._snapshots.values()
+                if snapshot.account_id == account_id
+                and snapshot.file_location is not None
+                and snapshot.state not in TERMINAL_STATES
+            )
 
     def get(self, account_id: str, snapshot_id: str) -> Snapshot | None:
         with self.lock:
@@ -302,6 +337,8 @@ class CloudState:
             self.create_calls_by_token.clear()
             self.create_volume_calls_by_token.clear()
             self.create_image_calls_by_name.clear()
+            self.concurrent_imports_limit = None
+            self.max_concurrent_imports.clear()
         self.lifecycle.reset()
 
     def dump(self, account_ids: Iterable[str]) -> dict[str, Any]:
@@ -315,6 +352,8 @@ class CloudState:
                 "create_snapshot_calls_by_client_token": dict(self.create_calls_by_token),
                 "create_volume_calls_by_client_token": dict(self.create_volume_calls_by_token),
                 "create_image_calls_by_name": dict(self.create_image_calls_by_name),
+                "concurrent_imports_limit": self.concurrent_imports_limit,
+                "max_concurrent_imports": dict(self.max_concurrent_imports),
             }
 
     def _new_id(self) -> str:

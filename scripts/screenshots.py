@@ -3,7 +3,8 @@
 It runs the real thing end to end, on a throwaway database: the sandbox API and object store,
 a Celery worker with beat, the portal's development server, and Debian's Chromium driven by
 Playwright. The dashboard, the dialog with errors, an import in progress and a failed import;
-then a snapshot's page, with what was made from it, and each of its five action dialogs.
+a bulk import's preview and its batch page; then a snapshot's page, with what was made from it,
+and each of its five action dialogs.
 """
 
 from __future__ import annotations
@@ -180,6 +181,27 @@ def main() -> int:
 
                 admin = f"http://127.0.0.1:{api_port}/_sandbox/{name}"
                 requests.post(admin, json=body, timeout=5).raise_for_status()
+
+            # A bulk import: its preview, then its page, with a row failed and the time left.
+            sandbox_admin("speed", {"min_seconds": 240})
+            page.goto(f"{base}/")
+            page.get_by_role("link", name="Import many").click()
+            page.get_by_label("Manifest").fill(
+                "name,description,url,size,tags\n"
+                f"estate-web-1,Web tier,{url()},10737418240,env=prod\n"
+                f"estate-db-1,Database tier,{url()},21474836480,env=prod;tier=db\n"
+                f"estate-archive,Archive of 2019,{url('--key', 'exports/archive-2019.qcow2.gz')},"
+                "5368709120,\n"
+                f"estate-old-tape,From the tape library,{url()},lots,\n"
+            )
+            page.get_by_role("button", name="Preview").click()
+            expect(page.locator(".preview-row")).to_have_count(4)
+            page.screenshot(path=str(OUT / "bulk-import-preview.png"), full_page=True)
+            page.get_by_role("button", name=re.compile(r"^Import \d+ snapshots?$")).click()
+            failed_rows = page.get_by_role("heading", name="Failed rows (1)")
+            expect(failed_rows).to_be_visible(timeout=60_000)
+            expect(page.locator(".batch-eta strong")).to_contain_text("left", timeout=120_000)
+            page.screenshot(path=str(OUT / "batch-page.png"), full_page=True)
 
             # A snapshot's page and its five dialogs, on a snapshot imported at full speed.
             sandbox_admin("speed", {"min_seconds": 0})

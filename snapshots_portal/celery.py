@@ -19,5 +19,6 @@ app.autodiscover_tasks(
         "importer.transfers",
         "importer.lifecycle",
         "importer.notifications",
+        "importer.bulk",
     ]
 )

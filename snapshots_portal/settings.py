@@ -159,6 +159,8 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # Before the CSRF check, which would answer a POST over the upload limits with a bare 400.
+    "importer.core.oversize.UnreadablePostMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -437,6 +439,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     },
     "sweep-derived": {
         "task": "importer.lifecycle.sweep_derived",
+        "schedule": 60.0,
+        "options": {"expires": 60.0},
+    },
+    "sweep-bulk-items": {
+        "task": "importer.bulk.sweep_items",
         "schedule": 60.0,
         "options": {"expires": 60.0},
     },

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -100,6 +100,19 @@ def redact_details(value: Any, *, _depth: int = 0) -> Any:
         return _clean_text(str(value))
 
 
+@dataclass(frozen=True)
+class Entry:
+    """One audit entry to append, as `record` takes it (for `record_many`)."""
+
+    action: AuditAction | str
+    actor: AbstractBaseUser | AnonymousUser | None = None
+    actor_name: str | None = None
+    team: Team | None = None
+    target: str = ""
+    ip: str | None = None
+    details: Mapping[str, Any] | None = None
+
+
 def record(
     *,
     action: AuditAction | str,
@@ -117,33 +130,54 @@ def record(
     the caller's work and disappears with it on rollback. Writers are serialised until commit,
     so keep the surrounding transaction short.
     """
-    if action not in AuditAction.values:
-        raise ValueError(f"Unknown audit action {action!r}; add it to AuditAction first.")
-    actor_id = actor.pk if actor is not None and actor.is_authenticated else None
-    if actor_name is None:
-        actor_name = actor.get_username() if actor is not None and actor_id is not None else ""
-    entry = AuditEvent(
-        actor_id=actor_id,
-        actor_name=_clean_text(actor_name, ACTOR_NAME_LENGTH),
-        team_id=team.pk if team is not None else None,
-        team_name=_clean_text(team.name, TEAM_NAME_LENGTH) if team is not None else "",
-        action=str(action),
-        target=_clean_text(str(target), TARGET_LENGTH),
-        ip=normalised_ip(ip),
-        details=redact_details(dict(details or {})),
-    )
+    entry = Entry(action, actor, actor_name, team, target, ip, details)
+    return record_many([entry])[0]
+
+
+def record_many(entries: Sequence[Entry]) -> list[AuditEvent]:
+    """Appends the entries to the chain in their order, under one lock, in one INSERT: what a
+    bulk import writes (one entry per job) costs one round trip instead of five per entry."""
+    events = [_new_event(entry) for entry in entries]
     keys = audit_keys()
-    entry.algorithm = HashAlgorithm.HMAC_SHA256
-    entry.key_id = keys.signing_id
     with transaction.atomic():
         lock_chain()
         last = AuditEvent.objects.order_by("-id").values_list("hash", flat=True).first()
         # Stamped under the lock, so entries are in time order as well as in chain order.
-        entry.at = timezone.now()
-        entry.prev_hash = last or GENESIS_HASH
-        entry.hash = entry.computed_hash(keys)
-        entry.save()
-    return entry
+        at = timezone.now()
+        previous = last or GENESIS_HASH
+        for event in events:
+            event.algorithm = HashAlgorithm.HMAC_SHA256
+            event.key_id = keys.signing_id
+            event.at = at
+            event.prev_hash = previous
+            event.hash = previous = event.computed_hash(keys)
+        if len(events) == 1:
+            events[0].save()
+        else:
+            # The chain's writer itself: AuditEvent's own queryset refuses bulk writes to
+            # everyone else. Ids follow the list's order (one INSERT under the chain's lock).
+            AuditEvent._base_manager.bulk_create(events)
+    return events
+
+
+def _new_event(entry: Entry) -> AuditEvent:
+    if entry.action not in AuditAction.values:
+        raise ValueError(f"Unknown audit action {entry.action!r}; add it to AuditAction first.")
+    actor, team = entry.actor, entry.team
+    actor_id = actor.pk if actor is not None and actor.is_authenticated else None
+    actor_name = entry.actor_name
+    if actor_name is None:
+        actor_name = actor.get_username() if actor is not None and actor_id is not None else ""
+    return AuditEvent(
+        actor_id=actor_id,
+        actor_name=_clean_text(actor_name, ACTOR_NAME_LENGTH),
+        team_id=team.pk if team is not None else None,
+        team_name=_clean_text(team.name, TEAM_NAME_LENGTH) if team is not None else "",
+        action=str(entry.action),
+        target=_clean_text(str(entry.target), TARGET_LENGTH),
+        ip=normalised_ip(entry.ip),
+        details=redact_details(dict(entry.details or {})),
+    )
 
 
 def lock_chain() -> None:

@@ -67,6 +67,9 @@ class AuditAction(models.TextChoices):
     PERMISSIONS_CHANGED = "permissions_changed", "Snapshot permissions changed"
     TAGS_EDITED = "tags_edited", "Snapshot tags edited"
     BATCH_SUBMITTED = "batch_submitted", "Bulk import submitted"
+    QUEUE_CHANGED = "queue_changed", "Import queue changed"
+    BULK_SUBMITTED = "bulk_submitted", "Bulk action submitted"
+    BATCH_RETRIED = "batch_retried", "Failed rows of a bulk import retried"
 
 
 def _refuse(what: str) -> NoReturn:

@@ -11,7 +11,7 @@ from typing import Any
 from django import forms
 from django.utils import timezone
 
-from importer.batches.manifest import MAX_BYTES, ManifestRow, parse_manifest
+from importer.batches.manifest import MAX_BYTES, ManifestRow, mebibytes, parse_manifest, too_big
 from importer.batches.rows import READY, REFUSED, WARNING, Preview, RowVerdict
 from importer.imports.forms import ImportSnapshotForm
 from importer.imports.tags import format_tag_lines
@@ -110,15 +110,19 @@ def _warnings(form: ImportSnapshotForm, size: int, *, now: datetime) -> list[str
 class ManifestForm(forms.Form):
     """IMPORT SNAPSHOTS: a manifest pasted, or uploaded as a file (the file wins)."""
 
+    # No max_length: a browser cuts a paste at a textarea's maxlength without a word, which
+    # would drop the last rows unseen. parse_manifest refuses a long one, saying how long.
     manifest = forms.CharField(
         label="Manifest",
         required=False,
-        max_length=MAX_BYTES,
         strip=False,
         widget=forms.Textarea(attrs={"rows": 10, "spellcheck": "false", "autocomplete": "off"}),
         help_text="CSV with the header name,description,url,size,tags (size and tags optional; "
         "tags as key=value;key=value), or JSON lines with the same keys. Up to 500 rows.",
-        error_messages={"max_length": "A manifest is at most 2 MB: split it into batches."},
+        error_messages={
+            "null_characters_not_allowed": "The manifest contains NUL characters, as binary "
+            "files do: paste the text of a CSV or JSON lines manifest, or upload its file."
+        },
     )
     manifest_file = forms.FileField(
         label="Or upload a file", required=False, help_text="A .csv or .jsonl file, UTF-8."
@@ -129,9 +133,8 @@ class ManifestForm(forms.Form):
         upload = data.get("manifest_file")
         if upload is not None:
             if upload.size is not None and upload.size > MAX_BYTES:
-                self.add_error(
-                    "manifest_file", "A manifest is at most 2 MB: split it into batches."
-                )
+                # Refused by its size alone: nothing of a 50 MB file is read.
+                self.add_error("manifest_file", too_big(f"this file is {mebibytes(upload.size)}"))
                 return data
             data["content"] = upload.read(MAX_BYTES + 1)
             data["filename"] = str(upload.name or "")[:255]

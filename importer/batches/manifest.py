@@ -126,19 +126,29 @@ def _format_of(data: bytes | str, filename: str) -> str:
     return "jsonl" if head.removeprefix(UTF8_BOM).lstrip().startswith(b"{") else "csv"
 
 
+def mebibytes(size: int) -> str:
+    return f"{size / 1024 / 1024:.1f} MiB ({size:,} bytes)"
+
+
+def too_big(found: str) -> str:
+    """Why a manifest over MAX_BYTES is refused; `found` says how big it is, in words. Shared
+    with the form, which refuses an uploaded file by its size before reading it."""
+    return (
+        f"A manifest is at most {MAX_BYTES // 1024 // 1024} MiB ({MAX_BYTES:,} bytes); {found}. "
+        f"Split it into manifests of at most {MAX_ROWS} rows."
+    )
+
+
 def _text_of(data: bytes | str) -> tuple[str, str]:
     """The manifest's text without its BOM, or why it is not a text manifest we take."""
-    limit = f"A manifest is at most {MAX_BYTES // 1024 // 1024} MB ({MAX_BYTES:,} bytes)"
-    split = f"Split it into manifests of at most {MAX_ROWS} rows."
     if isinstance(data, str):
         # A character is at least one byte: past the limit in characters, no need to encode.
         if len(data) > MAX_BYTES:
-            return "", f"{limit}; this one has {len(data):,} characters. {split}"
+            return "", too_big(f"this one has {len(data):,} characters")
         data = data.encode("utf-8", "surrogatepass")  # pasted text gets the same checks
     # The size first, before anything copies or decodes: 50 MB is refused at the cost of len().
     if len(data) > MAX_BYTES:
-        found = f"{len(data) / 1024 / 1024:.1f} MB ({len(data):,} bytes)"
-        return "", f"{limit}; this one is {found}. {split}"
+        return "", too_big(f"this one is {mebibytes(len(data))}")
     for signature, kind in SIGNATURES:
         if data.startswith(signature):
             return "", f"This is not a text manifest: it looks like {kind}. {TEXT_ADVICE}"

@@ -11,7 +11,7 @@ from importer.audit.chain import record
 from importer.audit.models import AuditAction
 from importer.batches.models import ImportBatch
 from importer.batches.rows import REFUSED, Preview, RowVerdict
-from importer.imports.services import import_create
+from importer.imports.services import NewImport, imports_create_many
 from importer.teams.models import Team
 
 
@@ -44,8 +44,13 @@ def batch_create(
             batch = ImportBatch.objects.create(
                 id=key, team=team, created_by=user, source_name=source_name[:255]
             )
-            for row in rows:
-                _import_row(team=team, user=user, batch=batch, row=row, ip=ip)
+            imports_create_many(
+                team=team,
+                user=user,
+                imports=[_new_import(row) for row in rows],
+                batch_id=batch.pk,
+                ip=ip,
+            )
             record(
                 action=AuditAction.BATCH_SUBMITTED,
                 actor=user,
@@ -67,18 +72,12 @@ def batch_create(
     return batch, True
 
 
-def _import_row(
-    *, team: Team, user: User, batch: ImportBatch, row: RowVerdict, ip: str | None
-) -> None:
+def _new_import(row: RowVerdict) -> NewImport:
     assert row.url is not None and row.snapshot_size is not None  # noqa: S101 - importable
-    import_create(
-        team=team,
-        user=user,
+    return NewImport(
         name=row.row.name,
         description=row.row.description,
         url=row.url,
         snapshot_size=row.snapshot_size,
         tags=row.row.tags,
-        batch_id=batch.pk,
-        ip=ip,
     )

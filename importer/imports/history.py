@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,18 +13,48 @@ from importer.core.pages import CSV_CHUNK, paged
 from importer.imports.forms import HistoryFilterForm
 from importer.imports.models import ImportJobQuerySet
 from importer.imports.selectors import history_jobs
+from importer.imports.tags import shown
 from importer.teams.models import READERS_OF_HISTORY
 from importer.teams.permissions import require_role
+
+
+def _batch_filter(request: HttpRequest) -> tuple[uuid.UUID | None, str]:
+    """The `batch` filter's id, or why it is not one (then nothing matches)."""
+    raw = request.GET.get("batch", "").strip()
+    if not raw:
+        return None, ""
+    try:
+        return uuid.UUID(raw), ""
+    except ValueError:
+        return None, (
+            f"{shown(raw)} is not a batch id, so no import matches. Open the history from a "
+            "batch's page (This batch in history), or clear the filter."
+        )
+
+
+def _filtered_history(request: HttpRequest, form: HistoryFilterForm) -> ImportJobQuerySet:
+    batch_id, problem = _batch_filter(request)
+    jobs = history_jobs(request, form.cleaned_data if form.is_valid() else None, batch_id=batch_id)
+    return jobs.none() if problem else jobs
 
 
 @require_role(*READERS_OF_HISTORY)
 @require_GET
 def history(request: HttpRequest) -> HttpResponse:
     form = HistoryFilterForm(request.GET or None)
-    jobs = history_jobs(request, form.cleaned_data if form.is_valid() else None)
+    batch_id, problem = _batch_filter(request)
+    page = paged(request, _filtered_history(request, form))
+    if batch_id is not None and not page["rows"] and page["page"] == 1:
+        problem = (
+            f"No import of this team in the batch {batch_id} matches: the batch is another "
+            "team's, the link is wrong, or the other filters leave none."
+        )
     context = {
         "form": form,
-        **paged(request, jobs),
+        "batch_filter": batch_id,
+        "batch_problem": problem,
+        "batch_raw": request.GET.get("batch", "").strip()[:100],
+        **page,
     }
     return render(request, "imports/history.html", context)
 
@@ -43,6 +74,7 @@ HISTORY_COLUMNS = [
     "error_code",
     "error_type",
     "error_details",
+    "batch_id",
 ]
 
 
@@ -65,6 +97,7 @@ def _history_lines(jobs: ImportJobQuerySet) -> Iterator[list[Any]]:
             job.error_code,
             job.error_type,
             job.error_details,
+            job.batch_id or "",
         ]
 
 
@@ -72,5 +105,5 @@ def _history_lines(jobs: ImportJobQuerySet) -> Iterator[list[Any]]:
 @require_GET
 def history_csv(request: HttpRequest) -> StreamingHttpResponse:
     form = HistoryFilterForm(request.GET or None)
-    jobs = history_jobs(request, form.cleaned_data if form.is_valid() else None)
+    jobs = _filtered_history(request, form)
     return audited_csv(request, target="history", lines=_history_lines(jobs), name="imports")

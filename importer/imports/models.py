@@ -16,6 +16,7 @@ from importer.teams.models import Team
 
 class JobState(models.TextChoices):
     QUEUED = "queued", "Queued"
+    WAITING = "waiting", "Waiting for a slot"
     SUBMITTING = "submitting", "Sending to the API"
     IN_PROGRESS = "in_progress", "Importing"
     COMPLETED = "completed", "Completed"

@@ -7,6 +7,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from importer.core.crypto import DecryptionError
+from importer.imports import slots
 from importer.imports.models import ImportJob, ImportJobEvent, JobState
 from importer.jobs.models import clip_text, note_once
 from importer.jobs.polling import (
@@ -31,6 +32,8 @@ class PollSummary:
     # Teams whose poll failed (recorded, the others went on) or read an incomplete listing.
     failed_teams: int = 0
     truncated_teams: int = 0
+    # Waiting jobs let in because slots freed up (or the account's pause ended).
+    admitted: int = 0
 
 
 def imports_poll(*, now: datetime | None = None) -> PollSummary:
@@ -42,6 +45,8 @@ def imports_poll(*, now: datetime | None = None) -> PollSummary:
     now = now or timezone.now()
     teams = by_team(ImportJob.objects.in_flight().select_related("team"))
     summaries = [_poll_team_isolated(jobs, now=now) for jobs in teams]
+    # After the poll: the imports it saw end have freed their slots.
+    admitted = slots.admit_everywhere()
     return PollSummary(
         followed=sum(summary.followed for summary in summaries),
         changed=sum(summary.changed for summary in summaries),
@@ -49,6 +54,7 @@ def imports_poll(*, now: datetime | None = None) -> PollSummary:
         api_calls=sum(summary.api_calls for summary in summaries),
         failed_teams=sum(summary.failed_teams for summary in summaries),
         truncated_teams=sum(summary.truncated_teams for summary in summaries),
+        admitted=admitted,
     )
 
 

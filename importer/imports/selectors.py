@@ -196,8 +196,14 @@ HISTORY_SORTS = {
 HISTORY_FILTERS = {"user": "submitted_by__username", "state": "state"}
 
 
-def history_jobs(request: HttpRequest, data: Mapping[str, Any] | None) -> ImportJobQuerySet:
-    jobs = jobs_of_current_team(request).select_related("submitted_by")
+def history_jobs(
+    request: HttpRequest, data: Mapping[str, Any] | None, *, batch_id: uuid.UUID | None = None
+) -> ImportJobQuerySet:
+    """The current team's imports as the history's filters ask; `batch_id` keeps one batch's
+    (by its id: `imports` knows nothing of batches but the column)."""
+    jobs = jobs_of_current_team(request).select_related("submitted_by", "batch")
+    if batch_id is not None:
+        jobs = jobs.filter(batch_id=batch_id)
     if data is None:  # no filter, or one that is not valid: the whole history, newest first
         return jobs.order_by(*HISTORY_SORTS["-created"])
     jobs = filtered(jobs, data, HISTORY_FILTERS, day_field="created_at")

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -10,11 +10,13 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
-from importer.audit.chain import record
+from importer.audit.chain import Entry, record, record_many
 from importer.audit.models import AuditAction
 from importer.core.crypto import DecryptionError, decrypt_text, encrypt_text
 from importer.core.net.guard import DestinationRefused, check_url
-from importer.imports.models import ImportJob, ImportJobEvent, TagState
+from importer.imports import slots
+from importer.imports.models import ImportJob, ImportJobEvent, JobState, TagState
+from importer.jobs.models import clip_text
 from importer.jobs.queue import enqueue
 from importer.jobs.retry import (
     SWEEP_BATCH,
@@ -43,6 +45,55 @@ class TransientTagError(Exception):
     """Tagging hit a passing problem; retry the tag task."""
 
 
+@dataclass(frozen=True)
+class NewImport:
+    """What one import is made of, as the dialog's form (or a manifest's row) gives it."""
+
+    name: str
+    description: str
+    url: PresignedUrl
+    snapshot_size: int
+    dry_run: bool = False
+    tags: Mapping[str, str] | None = None
+
+
+def _submission(user: User, new: NewImport) -> tuple[str, dict[str, object]]:
+    """The new job's first line of history and its audit entry's details."""
+    message = f"Submitted by {user.get_username()}" + (" as a dry run." if new.dry_run else ".")
+    details: dict[str, object] = {
+        "name": new.name,
+        "object": new.url.redacted,
+        "snapshot_size": new.snapshot_size,
+        "dry_run": new.dry_run,
+        "tags": dict(new.tags or {}),
+    }
+    return message, details
+
+
+def _job_fields(
+    *, team: Team, user: User, new: NewImport, job_id: uuid.UUID, batch_id: uuid.UUID | None
+) -> dict[str, object]:
+    """The job row's columns: the URL in clear only encrypted, its signature nowhere else."""
+    url = new.url
+    return {
+        "id": job_id,
+        "team": team,
+        "name": new.name,
+        "description": new.description,
+        "snapshot_size": new.snapshot_size,
+        "dry_run": new.dry_run,
+        "submitted_by": user,
+        "url_redacted": url.redacted,
+        "url_host": url.host,
+        "url_bucket": url.bucket,
+        "url_key": url.key[:1024],
+        "url_expires_at": url.expires_at,
+        "url_encrypted": encrypt_text(url.secret_url),
+        "tags": dict(new.tags or {}),
+        "batch_id": batch_id,
+    }
+
+
 def import_create(
     *,
     team: Team,
@@ -57,39 +108,86 @@ def import_create(
     batch_id: uuid.UUID | None = None,
     ip: str | None = None,
 ) -> ImportJob:
-    """Saves the job (URL encrypted), then queues it once the row is committed.
+    """Saves the job (URL encrypted), then queues it once the row is committed; when the team
+    has no free slot, the job waits for one instead (and is queued when its turn comes).
 
     `job_id` lets the form's idempotency key become the job's id (and so its ClientToken).
     """
-    return ImportJob.submit_new(
-        audit=AuditAction.IMPORT_SUBMITTED,
-        actor=user,
-        ip=ip,
-        message=f"Submitted by {user.get_username()}" + (" as a dry run." if dry_run else "."),
-        details={
-            "name": name,
-            "object": url.redacted,
-            "snapshot_size": snapshot_size,
-            "dry_run": dry_run,
-            "tags": dict(tags or {}),
-        },
-        send=lambda job_id: import_enqueue(job_id=job_id),
-        id=job_id or uuid.uuid4(),
-        team=team,
-        name=name,
-        description=description,
-        snapshot_size=snapshot_size,
-        dry_run=dry_run,
-        submitted_by=user,
-        url_redacted=url.redacted,
-        url_host=url.host,
-        url_bucket=url.bucket,
-        url_key=url.key[:1024],
-        url_expires_at=url.expires_at,
-        url_encrypted=encrypt_text(url.secret_url),
-        tags=dict(tags or {}),
-        batch_id=batch_id,
-    )
+    new = NewImport(name, description, url, snapshot_size, dry_run, tags)
+    message, details = _submission(user, new)
+    with transaction.atomic():
+        state = JobState.QUEUED if dry_run or slots.slot_for_new(team.pk) else JobState.WAITING
+        return ImportJob.submit_new(
+            audit=AuditAction.IMPORT_SUBMITTED,
+            actor=user,
+            ip=ip,
+            message=message if state == JobState.QUEUED else f"{message} {slots.NO_SLOT}",
+            details=details,
+            send=lambda job_id: import_enqueue(job_id=job_id) if state == JobState.QUEUED else None,
+            state=state,
+            **_job_fields(
+                team=team, user=user, new=new, job_id=job_id or uuid.uuid4(), batch_id=batch_id
+            ),
+        )
+
+
+def imports_create_many(
+    *,
+    team: Team,
+    user: User,
+    imports: Sequence[NewImport],
+    batch_id: uuid.UUID | None = None,
+    ip: str | None = None,
+) -> list[ImportJob]:
+    """What `import_create` does, for many jobs at once (a batch): the same rows, first lines
+    of history and one audit entry per job, but one INSERT for all the rows and one for all
+    the events instead of one each.
+
+    The imports start waiting for a slot, and only as many as the team has free slots are
+    queued (once the caller's transaction commits): a batch of 500 sends a handful of messages,
+    the others follow as slots free up, oldest first."""
+    jobs: list[ImportJob] = []
+    events: list[ImportJobEvent] = []
+    audits: list[dict[str, object]] = []
+    for new in imports:
+        job = ImportJob(
+            **_job_fields(team=team, user=user, new=new, job_id=uuid.uuid4(), batch_id=batch_id),
+            state=JobState.QUEUED if new.dry_run else JobState.WAITING,
+        )
+        message, details = _submission(user, new)
+        jobs.append(job)
+        events.append(
+            ImportJobEvent(
+                job=job, state=job.state, message=clip_text(ImportJobEvent, "message", message)
+            )
+        )
+        audits.append(details)
+    with transaction.atomic():
+        ImportJob.objects.bulk_create(jobs)
+        ImportJobEvent.objects.bulk_create(events)
+        record_many(
+            [
+                Entry(
+                    AuditAction.IMPORT_SUBMITTED,
+                    actor=user,
+                    team=team,
+                    target=str(job.pk),
+                    ip=ip,
+                    details=details,
+                )
+                for job, details in zip(jobs, audits, strict=True)
+            ]
+        )
+        dry_runs = [job for job in jobs if job.dry_run]
+        transaction.on_commit(lambda: _enqueue_all(dry_runs))
+        slots.admit_waiting(team.pk)
+    return jobs
+
+
+def _enqueue_all(jobs: Sequence[ImportJob]) -> None:
+    # One failed publish does not stop the others: each job left queued is the sweeper's.
+    for job in jobs:
+        import_enqueue(job_id=job.pk)
 
 
 def import_enqueue(*, job_id: uuid.UUID, countdown: float = 0) -> bool:
@@ -100,8 +198,17 @@ def import_enqueue(*, job_id: uuid.UUID, countdown: float = 0) -> bool:
 def import_submit(*, job_id: str) -> None:
     """Claims a queued job and sends CreateSnapshot, never creating a second snapshot."""
     job = ImportJob.objects.select_related("team").filter(pk=job_id).first()
-    if job is None or not job.claim_for_submission():
-        return  # already taken by another worker, finished, or deleted
+    if job is None or not slots.claim_with_slot(job):
+        return  # taken by another worker, waiting for a slot, finished, or deleted
+    try:
+        _send_claimed(job)
+    finally:
+        if job.state != JobState.IN_PROGRESS:
+            # Failed, or back in the queue: its slot may go to the next waiting job.
+            slots.slot_freed(job.team_id)
+
+
+def _send_claimed(job: ImportJob) -> None:
     try:
         client = accounts.api_client(job.team)
         if job.attempts > 1 and not job.dry_run:
@@ -130,6 +237,9 @@ def import_submit(*, job_id: str) -> None:
         job.mark_failed(code="NoCredentials", type="PortalError", details=str(error))
         return
     except OscApiError as error:
+        if error.throttling and not job.dry_run:
+            slots.throttled(job, error)
+            return
         fail_or_requeue(job, error)
         return
     if job.dry_run:
@@ -139,6 +249,7 @@ def import_submit(*, job_id: str) -> None:
 
 
 def _accept(job: ImportJob, snapshot: Snapshot, *, request_id: str) -> None:
+    slots.not_throttled(job.team_id)
     if job.mark_accepted(
         snapshot_id=snapshot.snapshot_id,
         api_state=snapshot.state,

@@ -27,7 +27,10 @@ submit_import = row_task(
     TransientSubmitError,
 )
 poll_imports = periodic_task(
-    "importer.tasks.poll_imports", imports_poll, "Polled %s", lambda summary: summary.followed
+    "importer.tasks.poll_imports",
+    imports_poll,
+    "Polled %s",
+    lambda summary: summary.followed or summary.admitted,
 )
 sweep_imports = periodic_task(
     "importer.tasks.sweep_imports",

@@ -6,6 +6,10 @@ from importer.core.redaction import redact_strictly
 
 # Error details are cut to this length: they are shown on pages and stored on job rows.
 MAX_DETAILS_CHARS = 500
+# OUTSCALE's throttling answers: the whole platform (6), the account (24), one call (25).
+THROTTLING_CODES = frozenset({"6", "24", "25"})
+# How OUTSCALE types a quota: on CreateSnapshot, too many snapshot imports at once.
+QUOTA_TYPE = "TooManyResources"
 
 
 class OscApiError(Exception):
@@ -36,6 +40,15 @@ class OscApiError(Exception):
         self.request_id = request_id
         self.transient = transient
         super().__init__(self._message())
+
+    @property
+    def throttling(self) -> bool:
+        """The API asks the whole account to slow down, not only this request: a throttling
+        answer (codes 6, 24, 25, or HTTP 429), or CreateSnapshot refused because the account
+        has too many snapshots on the way."""
+        if self.code in THROTTLING_CODES or self.http_status == 429:
+            return True
+        return self.action == "CreateSnapshot" and self.type.startswith(QUOTA_TYPE)
 
     def _message(self) -> str:
         label = " ".join(part for part in (self.code, self.type) if part)

@@ -7,7 +7,7 @@ from django import forms
 from importer.core.net.guard import DestinationRefused
 from importer.outscale.endpoints import api_endpoint_check
 from importer.outscale.regions import OUTSCALE_REGIONS
-from importer.teams.models import INVITATION_LIFETIME
+from importer.teams.models import INVITATION_LIFETIME, MAX_IMPORTS_IN_FLIGHT
 
 
 def checked_destination(check: Callable[[str], str], value: str) -> str:
@@ -90,3 +90,23 @@ class CredentialsForm(forms.Form):
                 code="bad_secret",
             )
         return secret
+
+
+class ImportQueueForm(forms.Form):
+    """The team's "imports in flight at once": more wait their turn, oldest first."""
+
+    imports_in_flight_limit = forms.IntegerField(
+        label="Imports in flight at once",
+        min_value=1,
+        max_value=MAX_IMPORTS_IN_FLIGHT,
+        help_text=(
+            f"From 1 to {MAX_IMPORTS_IN_FLIGHT}. Imports beyond it wait for a slot and start "
+            "as others finish, oldest first; fewer at once keeps the account clear of the "
+            "API's throttling."
+        ),
+        error_messages={
+            "invalid": "Enter a whole number of imports, like 5.",
+            "min_value": "At least 1 import must be able to run.",
+            "max_value": f"At most {MAX_IMPORTS_IN_FLIGHT}: beyond it the API throttles anyway.",
+        },
+    )

@@ -3,9 +3,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+
+# The most a team admin may let in flight at once: beyond it the API throttles anyway.
+MAX_IMPORTS_IN_FLIGHT = 50
 
 
 class Team(models.Model):
@@ -29,6 +33,17 @@ class Team(models.Model):
     oos_endpoint = models.CharField(
         max_length=255, blank=True, help_text="Empty: https://oos.{region}.outscale.com"
     )
+    # How many of the team's imports the API may be working on at once: more wait their turn.
+    imports_in_flight_limit = models.PositiveSmallIntegerField(
+        "imports in flight at once",
+        default=5,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_IMPORTS_IN_FLIGHT)],
+        help_text="Imports beyond this many wait for a slot, oldest first.",
+    )
+    # While the API throttles the account, none of its imports is sent before this time.
+    api_throttled_until = models.DateTimeField(null=True, blank=True)
+    # Throttling answers in a row: each one doubles the whole account's pause.
+    api_throttle_streak = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
         ordering = ["name"]

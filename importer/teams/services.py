@@ -256,6 +256,23 @@ def team_credentials_set(
     team.refresh_from_db()
 
 
+def import_queue_set(*, team: Team, actor: User, limit: int, ip: str | None) -> None:
+    """How many of the team's imports may be in flight at once (the form checked its bounds);
+    waiting imports take the new slots on the next poll cycle."""
+    with transaction.atomic():
+        before = Team.objects.select_for_update(no_key=True).get(pk=team.pk).imports_in_flight_limit
+        Team.objects.filter(pk=team.pk).update(imports_in_flight_limit=limit)
+        record(
+            action=AuditAction.QUEUE_CHANGED,
+            actor=actor,
+            team=team,
+            target=team.name,
+            ip=ip,
+            details={"imports_in_flight_limit": limit, "before": before},
+        )
+    team.imports_in_flight_limit = limit
+
+
 def oos_endpoint_set(*, team: Team, endpoint: str) -> None:
     """The team's OOS endpoint (empty: the Region's), checked by the outbound guard as saved.
 

@@ -23,6 +23,7 @@ urlpatterns = [
         name="invitation_decline",
     ),
     path("team/credentials/", views.credentials, name="team_credentials"),
+    path("team/queue", views.import_queue, name="team_queue"),
     path("team/choose", views.team_choose, name="team_choose"),
     path("team/switch", views.team_switch, name="team_switch"),
 ]

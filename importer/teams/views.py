@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -13,8 +13,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from importer.audit.addresses import client_ip
 from importer.teams import services as teams_services
-from importer.teams.forms import CredentialsForm, MemberForm, RoleForm
-from importer.teams.models import InvitationState, Membership, Role, TeamInvitation
+from importer.teams.forms import CredentialsForm, ImportQueueForm, MemberForm, RoleForm
+from importer.teams.models import InvitationState, Membership, Role, Team, TeamInvitation
 from importer.teams.permissions import (
     actor,
     current_team,
@@ -236,5 +236,30 @@ def credentials(request: HttpRequest) -> HttpResponse:
         )
         messages.success(request, "Credentials saved. The secret key will not be shown again.")
         return redirect("team_credentials")
-    context = {"form": form, "team": team}
+    context = {"form": form, "team": team, "queue_form": _queue_form(team)}
     return render(request, "teams/credentials.html", context, status=422 if form.errors else 200)
+
+
+def _queue_form(team: Team, data: Any = None) -> ImportQueueForm:
+    return ImportQueueForm(data, initial={"imports_in_flight_limit": team.imports_in_flight_limit})
+
+
+@require_role(Role.ADMIN)
+@require_POST
+def import_queue(request: HttpRequest) -> HttpResponse:
+    """The team's import queue: how many imports may be in flight at once."""
+    team = required_team(request)
+    queue_form = _queue_form(team, request.POST)
+    if queue_form.is_valid():
+        limit = queue_form.cleaned_data["imports_in_flight_limit"]
+        teams_services.import_queue_set(
+            team=team, actor=actor(request), limit=limit, ip=client_ip(request)
+        )
+        messages.success(request, f"Up to {limit} imports of the team now run at once.")
+        return redirect("team_credentials")
+    context = {
+        "form": CredentialsForm(initial={"region": team.region, "endpoint": team.endpoint}),
+        "team": team,
+        "queue_form": queue_form,
+    }
+    return render(request, "teams/credentials.html", context, status=422)

@@ -210,3 +210,63 @@
     });
   }
 })();
+
+// --- Bulk selection on the dashboard -----------------------------------------------------
+// The ticked snapshot ids live here, not only in the rows: a poll that swaps a row in ticks it
+// again, and the toolbar says how many are selected. Without JavaScript the checkboxes still
+// post as they are, and "select all on this page" selects the page's ids on the server.
+(function () {
+  var selected = new Set();
+
+  function boxes() {
+    return Array.prototype.slice.call(document.querySelectorAll("[data-bulk-select]"));
+  }
+
+  function sync() {
+    var list = boxes();
+    list.forEach(function (box) {
+      box.checked = selected.has(box.value);
+    });
+    var all = document.querySelector("[data-bulk-all]");
+    if (all) {
+      var ticked = list.filter(function (box) { return box.checked; }).length;
+      all.checked = list.length > 0 && ticked === list.length;
+      all.indeterminate = ticked > 0 && ticked < list.length;
+    }
+    var count = document.querySelector("[data-bulk-count]");
+    if (count) {
+      count.textContent = selected.size ? "With " + selected.size + " selected:" : "With selected:";
+    }
+    document.querySelectorAll("[data-bulk-action]").forEach(function (button) {
+      button.disabled = selected.size === 0;
+    });
+  }
+
+  document.addEventListener("change", function (event) {
+    var target = event.target;
+    if (!(target instanceof HTMLInputElement)) return;
+    if (target.hasAttribute("data-bulk-select")) {
+      if (target.checked) selected.add(target.value);
+      else selected.delete(target.value);
+      sync();
+    } else if (target.hasAttribute("data-bulk-all")) {
+      boxes().forEach(function (box) {
+        if (target.checked) selected.add(box.value);
+        else selected.delete(box.value);
+      });
+      sync();
+    }
+  });
+
+  // After any swap (a poll's rows, out of band or not): the rows show the selection again.
+  document.addEventListener("htmx:afterSettle", sync);
+  document.addEventListener("htmx:oobAfterSwap", sync);
+
+  document.addEventListener("DOMContentLoaded", function () {
+    // Boxes the browser ticked again on its own (back to the page) are selected too.
+    boxes().forEach(function (box) {
+      if (box.checked) selected.add(box.value);
+    });
+    if (document.querySelector("[data-bulk-all]")) sync();
+  });
+})();

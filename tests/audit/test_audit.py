@@ -24,7 +24,7 @@ from django.test import Client, RequestFactory
 from django.utils import timezone
 
 from importer.audit.addresses import client_ip
-from importer.audit.chain import ChainReport, record, verify_chain
+from importer.audit.chain import ChainReport, Entry, record, record_many, verify_chain
 from importer.audit.hashing import GENESIS_HASH, AuditKeys, audit_key_id
 from importer.audit.lockout import record_login_failure
 from importer.audit.models import (
@@ -113,6 +113,29 @@ def test_it_verifies_a_chain_of_hundreds_of_varied_entries(alice: User, team: Te
     assert entries[0].prev_hash == GENESIS_HASH
     assert all(e.prev_hash == before.hash for before, e in zip(entries, entries[1:], strict=False))
     assert {e.ip for e in entries} == {None, "192.0.2.7", "2001:db8::1", "198.51.100.9"}
+
+
+def test_many_entries_appended_at_once_chain_like_entries_appended_one_by_one(
+    alice: User, team: Team
+) -> None:
+    record(action=AuditAction.LOGIN, actor=alice, team=team)
+    many = record_many(
+        [
+            Entry(AuditAction.IMPORT_SUBMITTED, actor=alice, team=team, target=f"job-{n}")
+            for n in range(5)
+        ]
+    )
+    record(action=AuditAction.LOGOUT, actor=alice, team=team)
+
+    report = verify_chain()
+    assert (report.ok, report.checked, report.broken_at_id) == (True, 7, None)
+    stored = list(AuditEvent.objects.order_by("id").values_list("target", "actor_name"))
+    assert stored[1:6] == [(f"job-{n}", "alice") for n in range(5)]
+    assert [entry.hash for entry in many] == list(
+        AuditEvent.objects.order_by("id").values_list("hash", flat=True)[1:6]
+    )
+    with pytest.raises(AuditLogIsAppendOnly):
+        AuditEvent.objects.bulk_create([AuditEvent(action=AuditAction.LOGIN)])
 
 
 def test_it_fills_names_from_the_actor_and_team(alice: User, team: Team) -> None:

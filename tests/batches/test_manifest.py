@@ -177,14 +177,14 @@ def test_50_mb_is_refused_quickly_and_before_decoding() -> None:
     problem = refusal(data)
     assert time.perf_counter() - started < 0.5
     assert problem == (
-        "A manifest is at most 2 MB (2,097,152 bytes); this one is 50.0 MB (52,428,800 bytes). "
+        "A manifest is at most 2 MiB (2,097,152 bytes); this one is 50.0 MiB (52,428,800 bytes). "
         "Split it into manifests of at most 500 rows."
     )
 
 
 def test_pasted_text_over_the_limit_is_refused_by_its_length() -> None:
     assert refusal("x" * (3 * 1024 * 1024)) == (
-        "A manifest is at most 2 MB (2,097,152 bytes); this one has 3,145,728 characters. "
+        "A manifest is at most 2 MiB (2,097,152 bytes); this one has 3,145,728 characters. "
         "Split it into manifests of at most 500 rows."
     )
 
@@ -193,7 +193,7 @@ def test_the_byte_limit_counts_bytes_exactly() -> None:
     base = f"name,url\nbackup,{URL}\n".encode()
     at_limit = base + b"\n" * (MAX_BYTES - len(base))
     assert parse_manifest(at_limit).ok
-    assert "this one is 2.0 MB (2,097,153 bytes)" in refusal(at_limit + b"\n")
+    assert "this one is 2.0 MiB (2,097,153 bytes)" in refusal(at_limit + b"\n")
     # Pasted text is measured in UTF-8 bytes, not characters.
     accented = "\u00e9" * (MAX_BYTES // 2)  # under the limit in characters, over it in bytes
     pasted = f"name,url\n{accented},{URL}\n"

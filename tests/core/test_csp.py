@@ -55,6 +55,7 @@ def every_url(job_id: uuid.UUID) -> list[str]:
         "export_id": uuid.uuid4(),
         "copy_id": uuid.uuid4(),
         "batch_id": uuid.uuid4(),
+        "bulk_id": uuid.uuid4(),
         "object_id": uuid.uuid4(),
         "membership_id": 1,
         "invitation_id": 1,

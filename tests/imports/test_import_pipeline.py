@@ -12,7 +12,7 @@ import responses
 from django.utils import timezone
 
 from importer.core.crypto import encrypt_text
-from importer.imports import polling
+from importer.imports import polling, slots
 from importer.imports import services as imports_services
 from importer.imports.models import ImportJob, JobState, TagState
 from importer.jobs import retry
@@ -129,7 +129,7 @@ def test_it_shows_a_tag_failure_without_failing_the_import(api_on_sandbox) -> No
 
 @pytest.mark.parametrize(
     ("kind", "status"),
-    [("error", 429), ("error", 503), ("error", 500), ("timeout", 503), ("drop", 503)],
+    [("error", 500), ("timeout", 503), ("drop", 503)],
 )
 def test_it_survives_a_transient_fault_with_exactly_one_snapshot(
     api_on_sandbox, kind, status
@@ -154,8 +154,48 @@ def test_it_adopts_the_snapshot_a_lost_answer_created(api_on_sandbox) -> None:
     assert job.state == JobState.IN_PROGRESS and len(snapshots_in(api_on_sandbox)) == 1
 
 
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_throttling_answer_pauses_the_account_then_imports_once(api_on_sandbox, status) -> None:
+    api_on_sandbox.inject_fault("CreateSnapshot", "error", status=status, count=1)
+    job = run_submit(submit(api_on_sandbox))
+    assert job.state == JobState.WAITING and job.attempts == 0
+    assert job.events.last().message.startswith(slots.THROTTLED_PREFIX)
+    team = job.team
+    team.refresh_from_db()
+    assert team.api_throttle_streak == 1 and slots.paused_for(team) > 0
+    # Another import of the account is not sent while it is paused.
+    other = run_submit(submit(api_on_sandbox))
+    assert other.state == JobState.WAITING and slots.NO_SLOT in other.events.last().message
+    assert slots.admit_waiting(team.pk) == 0
+    team.api_throttled_until = timezone.now() - timedelta(seconds=1)
+    team.save(update_fields=["api_throttled_until"])
+    # Out of the pause, the account is probed with one import before the others follow.
+    assert slots.admit_waiting(team.pk) == 1
+    job = run_submit(job)
+    assert job.state == JobState.IN_PROGRESS
+    assert slots.admit_waiting(team.pk) == 1
+    other = run_submit(other)
+    assert other.state == JobState.IN_PROGRESS
+    assert len(snapshots_in(api_on_sandbox)) == 2
+    team.refresh_from_db()
+    assert team.api_throttle_streak == 0  # the next throttling starts from the shortest pause
+
+
+def test_a_job_throttled_again_and_again_gives_up_in_the_end(api_on_sandbox) -> None:
+    api_on_sandbox.inject_fault("CreateSnapshot", "error", status=429, count=None)
+    job = submit(api_on_sandbox)
+    for _ in range(slots.MAX_THROTTLED_ATTEMPTS + 3):
+        job.team.api_throttled_until = None
+        job.team.save(update_fields=["api_throttled_until"])
+        slots.admit_waiting(job.team_id)
+        job = run_submit(job)
+    assert job.state == JobState.ERROR
+    assert f"Gave up after {slots.MAX_THROTTLED_ATTEMPTS} throttling answers" in job.error_details
+    assert api_on_sandbox.state()["calls"]["CreateSnapshot"] == slots.MAX_THROTTLED_ATTEMPTS
+
+
 def test_it_gives_up_after_a_bounded_number_of_transient_errors(api_on_sandbox) -> None:
-    api_on_sandbox.inject_fault("CreateSnapshot", "error", status=503, count=None)
+    api_on_sandbox.inject_fault("CreateSnapshot", "error", status=500, count=None)
     job = submit(api_on_sandbox)
     for _ in range(retry.MAX_SUBMIT_ATTEMPTS + 3):
         job = run_submit(job)

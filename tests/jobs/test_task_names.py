@@ -27,6 +27,8 @@ PINNED_TASK_NAMES = {
     "importer.lifecycle.submit_derived",
     "importer.lifecycle.poll_derived",
     "importer.lifecycle.sweep_derived",
+    "importer.bulk.run_item",
+    "importer.bulk.sweep_items",
 }
 
 

@@ -10,6 +10,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from importer.batches.models import ImportBatch
+from importer.bulk.models import BulkAction
 from importer.imports.models import JobState
 from importer.lifecycle.models import DerivedJob, DerivedKind
 from importer.teams.models import Membership, Role, TeamInvitation
@@ -45,6 +46,7 @@ TABLE: dict[str, dict[str, tuple[str, ...] | str]] = {
     "member_role": {"POST": ADMINS},
     "member_remove": {"POST": ADMINS},
     "team_credentials": {"GET": ADMINS, "POST": ADMINS},
+    "team_queue": {"POST": ADMINS},
     "team_switch": {"POST": EVERYONE},
     "team_choose": {"GET": EVERYONE},
     "invitations": {"GET": EVERYONE},
@@ -69,9 +71,17 @@ TABLE: dict[str, dict[str, tuple[str, ...] | str]] = {
     "snapshot_copy_new": {"GET": IMPORTERS, "POST": IMPORTERS},
     "permissions_edit": {"GET": IMPORTERS, "POST": IMPORTERS},
     "tags_edit": {"GET": IMPORTERS, "POST": IMPORTERS},
+    "bulk_export": {"GET": IMPORTERS, "POST": IMPORTERS},
+    "bulk_copy": {"GET": IMPORTERS, "POST": IMPORTERS},
+    "bulk_tags": {"GET": IMPORTERS, "POST": IMPORTERS},
+    "bulk_delete": {"GET": ADMINS, "POST": ADMINS},
+    "bulk_detail": {"GET": EVERYONE},
     "batch_new": {"GET": IMPORTERS, "POST": IMPORTERS},
     "batch_create": {"POST": IMPORTERS},
     "batch_detail": {"GET": EVERYONE},
+    "batch_csv": {"GET": EVERYONE},
+    "batch_retry": {"GET": IMPORTERS, "POST": IMPORTERS},
+    "batch_retry_confirm": {"POST": IMPORTERS},
 }
 LIFECYCLE_ON_A_SNAPSHOT = (
     "snapshot_detail",
@@ -150,8 +160,11 @@ def cast():
         parameters={"name": "copy", "description": ""},
     )
     kwargs["derived_detail"] = {"job_id": derived.pk}
+    bulk = BulkAction.objects.create(team=team, created_by=users[Role.OPERATOR], kind="tags")
+    kwargs["bulk_detail"] = {"bulk_id": bulk.pk}
     batch = ImportBatch.objects.create(team=team, created_by=users[Role.OPERATOR])
-    kwargs["batch_detail"] = {"batch_id": batch.pk}
+    for name in ("batch_detail", "batch_csv", "batch_retry", "batch_retry_confirm"):
+        kwargs[name] = {"batch_id": batch.pk}
     for name in (*LIFECYCLE_ON_A_SNAPSHOT, "snapshot_made_poll"):
         kwargs[name] = {"snapshot_id": "snap-00000000"}
     data = {"team_switch": {"team": str(team.pk)}, "member_role": {"role": Role.AUDITOR}}
