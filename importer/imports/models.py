@@ -111,6 +111,13 @@ class ImportJob(SubmittedJob):
         return {"Name": self.name, **self.tags}
 
     @property
+    def imports_ahead(self) -> int:
+        """The team's jobs waiting for a slot that go before this one (oldest first)."""
+        return ImportJob.objects.filter(
+            team_id=self.team_id, state=JobState.WAITING, created_at__lt=self.created_at
+        ).count()
+
+    @property
     def snapshot_size_gib(self) -> float:
         return self.snapshot_size / GIB
 

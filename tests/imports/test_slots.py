@@ -59,6 +59,18 @@ def test_jobs_beyond_the_limit_wait_for_a_slot(sent) -> None:
     assert sent == []
 
 
+def test_a_waiting_jobs_page_says_how_many_go_before_it(client) -> None:
+    jobs = queued_jobs(4, limit=1)
+    client.force_login(jobs[0].submitted_by)
+    last = client.get(reverse("import_detail", kwargs={"job_id": jobs[3].pk})).content.decode()
+    assert "Waiting for a slot" in last
+    assert "2 imports of the team wait ahead of this one" in last
+    second = client.get(reverse("import_detail", kwargs={"job_id": jobs[1].pk})).content.decode()
+    assert "Next in line" in second
+    first = client.get(reverse("import_detail", kwargs={"job_id": jobs[0].pk})).content.decode()
+    assert "ahead of this one" not in first and "Next in line" not in first
+
+
 def test_a_queued_job_finding_no_slot_waits_and_says_why(sent) -> None:
     first, second = queued_jobs(2, limit=2)
     assert slots.claim_with_slot(first)
