@@ -81,6 +81,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+# Nothing listens here. A test that names no API (most use `api_on_sandbox` or a mocked one)
+# must never reach whatever happens to run on the local default, 127.0.0.1:8787: a developer's
+# `make run` sandbox once fed its snapshots into a dashboard test.
+UNREACHABLE_API = "http://127.0.0.1:9/api/v1"
+
+
+@pytest.fixture(autouse=True)
+def no_api_by_default(settings: Any) -> None:
+    settings.OSC_ENDPOINT_API = UNREACHABLE_API
+
+
 @pytest.fixture(autouse=True)
 def no_process_outlives_the_test() -> Iterator[None]:
     """Marks the processes this test starts; any still running after it are killed, and fail it.
