@@ -459,6 +459,44 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     },
 }
 
+# --- Cache and sessions -------------------------------------------------------------------
+# One cache shared by every process: the web server's sessions, and each team's change version,
+# which the workers bump and the progress poll compares (importer.core.changes). A cache per
+# process (Django's local-memory one) would never see a worker's bump, so it is no choice here.
+# Production: Redis (another database number than the broker's: flushing a cache must never
+# empty the queue). A local run: files under var/cache, shared by its web server and worker.
+PORTAL_CACHE_URL = env_str("PORTAL_CACHE_URL")
+if PORTAL_CACHE_URL:
+    PORTAL_CACHE_URL = env_url("PORTAL_CACHE_URL", "", schemes={"redis", "rediss"})
+    CACHES: dict[str, dict[str, Any]] = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": PORTAL_CACHE_URL,
+            "KEY_PREFIX": "portal",
+            # A cache that does not answer within this is an error, never a hung request.
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        }
+    }
+elif DEBUG:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(VAR_DIR / "cache"),
+            "OPTIONS": {"MAX_ENTRIES": 20000},
+        }
+    }
+else:
+    raise ImproperlyConfigured(
+        "PORTAL_CACHE_URL must name a Redis server (redis://host:6379/1) when DEBUG is 0 or "
+        "unset: sessions and the progress poll's change versions are shared by every process "
+        "through it. It may be the broker's server, with another database number. For a local "
+        "run set DEBUG=1"
+    )
+# Sessions are read from the cache (no query) and written through to the database: a cache
+# that loses a key (evicted, restarted) costs one query, never a login. The "cache" engine
+# would save that write, and log everyone out whenever Redis is flushed or evicts.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+
 # --- Email (notifications) ----------------------------------------------------------------
 # The console backend prints emails in a local run; production names its SMTP server.
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

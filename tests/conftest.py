@@ -93,6 +93,15 @@ def no_api_by_default(settings: Any) -> None:
 
 
 @pytest.fixture(autouse=True)
+def empty_cache() -> None:
+    """Each test starts with an empty shared cache (files under the run's var dir): no session,
+    change version or API listing of an earlier test (team ids come back) is found by another."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def no_process_outlives_the_test() -> Iterator[None]:
     """Marks the processes this test starts; any still running after it are killed, and fail it.
 

@@ -9,6 +9,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from importer.audit.models import AuditAction
+from importer.core.changes import TEAM_JOBS
 from importer.core.units import GIB
 from importer.jobs.models import JobEvent, SubmittedJob, SubmittedJobQuerySet
 from importer.teams.models import Team
@@ -33,6 +34,46 @@ class TagState(models.TextChoices):
 
 
 class ImportJobQuerySet(SubmittedJobQuerySet["ImportJob"]):
+    """Every write of import jobs replaces their teams' change versions once it commits, so that
+    a page's poll can tell "nothing changed" from the cache alone (importer.core.changes)."""
+
+    def _teams(self) -> set[int]:
+        # One indexed read before the write: the rows' teams cannot be known after it (the
+        # filter may no longer match them).
+        return set(self.order_by().values_list("team_id", flat=True).distinct())
+
+    def update(self, **fields: Any) -> int:
+        teams = self._teams()
+        updated = super().update(**fields)
+        if updated:
+            TEAM_JOBS.changed_on_commit(teams)
+        return updated
+
+    update.alters_data = True  # type: ignore[attr-defined]
+
+    def bulk_update(self, objs: Any, fields: Any, batch_size: int | None = None) -> int:
+        rows = list(objs)
+        updated = super().bulk_update(rows, fields, batch_size=batch_size)
+        TEAM_JOBS.changed_on_commit(row.team_id for row in rows)
+        return updated
+
+    bulk_update.alters_data = True  # type: ignore[attr-defined]
+
+    def bulk_create(self, objs: Any, *args: Any, **kwargs: Any) -> list[ImportJob]:
+        made = super().bulk_create(objs, *args, **kwargs)
+        TEAM_JOBS.changed_on_commit(row.team_id for row in made)
+        return made
+
+    bulk_create.alters_data = True  # type: ignore[attr-defined]
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        teams = self._teams()
+        deleted = super().delete()
+        TEAM_JOBS.changed_on_commit(teams)
+        return deleted
+
+    delete.alters_data = True  # type: ignore[attr-defined]
+
     def in_flight(self) -> ImportJobQuerySet:
         """Jobs whose snapshot the API is still importing: what the poller follows."""
         return self.filter(state=JobState.IN_PROGRESS).exclude(snapshot_id="")
@@ -104,6 +145,15 @@ class ImportJob(SubmittedJob):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.get_state_display()})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        super().save(*args, **kwargs)
+        TEAM_JOBS.changed_on_commit([self.team_id])
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        deleted = super().delete(*args, **kwargs)
+        TEAM_JOBS.changed_on_commit([self.team_id])
+        return deleted
 
     @property
     def all_tags(self) -> dict[str, str]:

@@ -6,6 +6,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import messages
+from django.contrib.auth import SESSION_KEY
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError
@@ -18,6 +19,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HTMX_STOP_POLLING
 
 from importer.audit.addresses import client_ip
+from importer.core.changes import TEAM_JOBS, poll_value, polled_tokens
 from importer.core.formkeys import FormKeys
 from importer.core.pages import polled_versions, version
 from importer.imports import services as imports_services
@@ -49,6 +51,7 @@ from importer.teams.permissions import (
     actor,
     choose_team_url,
     current_team,
+    memberships,
     must_choose_team,
     require_can_import,
     require_role,
@@ -77,6 +80,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     team = current_team(request)
     if team is None:
         return _dashboard_without_team(request)
+    # Before the rows are read (see importer.core.changes): what the page's poll compares.
+    tokens = TEAM_JOBS.tokens([team.pk])
     listing = Listing.from_query(request.GET)
     api = snapshots_for_dashboard(team=team)
     # The dashboard is one team's account: its snapshots and its imports.
@@ -93,6 +98,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "form": ImportSnapshotForm(),
         **IMPORT_FORM_KEYS.fields(request),
         "in_flight": in_flight(page.rows),
+        "poll_tokens": [poll_value(owner, token) for owner, token in tokens.items()],
         "sort_toggle": listing.link(sort="oldest" if listing.newest_first else "newest"),
         # At the top of the first page only: paging on through the listing costs no more.
         "invitations": TeamInvitation.objects.open_for(
@@ -102,14 +108,39 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     return render(request, "imports/dashboard.html", context)
 
 
-@login_required
 @require_GET
 @never_cache
 def imports_poll(request: HttpRequest) -> HttpResponse:
-    """The changed rows of a page, as out-of-band swaps; from the database only, in one query.
+    """The changed rows of a page, as out-of-band swaps.
 
     204: nothing changed. 286 (htmx: stop polling): none of the rows is in flight any more.
+    An unchanged poll is answered from the cache alone, before the user is even loaded: see
+    `_nothing_changed`.
     """
+    if _nothing_changed(request):
+        return HttpResponse(status=204)
+    return _changed_rows(request)
+
+
+def _nothing_changed(request: HttpRequest) -> bool:
+    """The page's team change versions all still current: nothing it shows has changed since.
+
+    Costs the session (from the cache) and one cache read, no query. It asks a signed-in session
+    (a logged-out one has none), not the user's row: a 204 tells nothing but "no change", and
+    the next change sends the poll down `_changed_rows`, which checks the user and their teams
+    in full. A page only carries the versions of the teams whose rows it shows.
+    """
+    if SESSION_KEY not in request.session or not request.GET.getlist("v"):
+        return False
+    return TEAM_JOBS.unchanged(polled_tokens(request.GET.getlist("tv")))
+
+
+@login_required
+def _changed_rows(request: HttpRequest) -> HttpResponse:
+    """From the database, in one query (two for a job's page, with its history)."""
+    # Before the rows: a change committed after this read replaces these tokens (see
+    # importer.core.changes), so the page can never keep a token newer than what it shows.
+    tokens = TEAM_JOBS.tokens(polled_tokens(request.GET.getlist("tv")))
     versions = polled_versions(request.GET, "v", limit=MAX_POLLED_ROWS)
     detail = request.GET.get("view") == "detail"
     polled = jobs_for_user(request).select_related("submitted_by").filter(pk__in=versions)
@@ -120,12 +151,22 @@ def imports_poll(request: HttpRequest) -> HttpResponse:
     found = {job.pk for job in jobs}
     gone = [job_id for job_id in versions if job_id not in found]
     still_in_flight = any(not job.is_terminal for job in jobs)
-    if not changed and not gone and still_in_flight:
+    # Only the tokens of teams whose rows the user still sees go back to the page.
+    seen_teams = {job.team_id for job in jobs}
+    kept = [poll_value(team, token) for team, token in tokens.items() if team in seen_teams]
+    if not changed and not gone and still_in_flight and set(kept) == set(request.GET.getlist("tv")):
         return HttpResponse(status=204)
     html = render_to_string(
         "imports/poll.html",
         # No request: the rows need no context processor, and so no query of theirs.
-        {"changed": changed, "gone": gone, "detail": detail},
+        {
+            "changed": changed,
+            "gone": gone,
+            "detail": detail,
+            # Renewed where the page sent some (none is left of a team it no longer sees).
+            "renew_tokens": bool(request.GET.getlist("tv")),
+            "poll_tokens": kept,
+        },
     )
     return HttpResponse(html, status=200 if still_in_flight else HTMX_STOP_POLLING)
 
@@ -238,8 +279,11 @@ def import_inspect(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def import_detail(request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:
+    # Before the job is read (see importer.core.changes); the user's teams, as the job is one's.
+    tokens = TEAM_JOBS.tokens(membership.team_id for membership in memberships(request))
     job = get_job_for_user(request, job_id)
-    return render(request, "imports/import_detail.html", {"job": job})
+    poll_tokens = [poll_value(job.team_id, tokens[job.team_id])] if job.team_id in tokens else []
+    return render(request, "imports/import_detail.html", {"job": job, "poll_tokens": poll_tokens})
 
 
 @require_role(Role.ADMIN)

@@ -692,6 +692,7 @@ PRODUCTION = {
     "SECRET_KEY": "x7!kq2-production-like-secret-key-for-the-audit-key-check-0123456789",
     "PORTAL_ENCRYPTION_KEY": "kTz3n1QnV4c1l5cM3eQ0m4pJ2f9rS8uW6yA7bC5dE0g=",
     "ALLOWED_HOSTS": "portal.example.com",
+    "PORTAL_CACHE_URL": "redis://127.0.0.1:6379/1",
 }
 
 

@@ -28,6 +28,7 @@ PRODUCTION_ENV = {
     "ALLOWED_HOSTS": "portal.example.com",
     "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/portal",
     "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0",
+    "PORTAL_CACHE_URL": "redis://127.0.0.1:6379/1",
 }
 
 
@@ -38,6 +39,7 @@ def load_settings(monkeypatch: pytest.MonkeyPatch, **env: str) -> dict[str, obje
         "CELERY_BROKER_URL",
         "DATABASE_URL",
         "PORTAL_ENCRYPTION_KEY",
+        "PORTAL_CACHE_URL",
     ):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
@@ -92,6 +94,30 @@ def test_it_runs_with_the_secure_defaults_when_debug_is_not_set(
     assert loaded["SECURE_SSL_REDIRECT"] is True
     assert loaded["OSC_ACCESS_KEY"] == ""
     assert loaded["OSC_ENDPOINT_API"] == "https://api.eu-west-2.outscale.com/api/v1"
+
+
+def test_it_refuses_production_without_a_shared_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    production = {
+        name: value for name, value in PRODUCTION_ENV.items() if name != "PORTAL_CACHE_URL"
+    }
+    with pytest.raises(ImproperlyConfigured, match="PORTAL_CACHE_URL must name a Redis server"):
+        load_settings(monkeypatch, **production)
+    with pytest.raises(ImproperlyConfigured, match="PORTAL_CACHE_URL must be a URL"):
+        load_settings(monkeypatch, **production, PORTAL_CACHE_URL="memcached://127.0.0.1")
+
+
+def test_it_keeps_sessions_and_versions_in_one_cache_shared_by_every_process(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    production = load_settings(monkeypatch, **PRODUCTION_ENV)
+    local = load_settings(monkeypatch, DEBUG="1", PORTAL_VAR_DIR=str(tmp_path))
+
+    assert production["CACHES"]["default"]["BACKEND"].endswith("RedisCache")  # type: ignore[index]
+    assert production["CACHES"]["default"]["LOCATION"] == "redis://127.0.0.1:6379/1"  # type: ignore[index]
+    # Files, not a cache per process: the worker's version bumps must reach the web server.
+    assert local["CACHES"]["default"]["BACKEND"].endswith("FileBasedCache")  # type: ignore[index]
+    assert local["CACHES"]["default"]["LOCATION"] == str(tmp_path / "cache")  # type: ignore[index]
+    assert production["SESSION_ENGINE"] == "django.contrib.sessions.backends.cached_db"
 
 
 def test_it_stops_a_production_start_without_secrets_with_a_clear_message() -> None:
