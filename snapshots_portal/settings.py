@@ -470,11 +470,12 @@ if PORTAL_CACHE_URL:
     PORTAL_CACHE_URL = env_url("PORTAL_CACHE_URL", "", schemes={"redis", "rediss"})
     CACHES: dict[str, dict[str, Any]] = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            # Django's, with a Redis that does not answer taken for a miss (importer.core.cache).
+            "BACKEND": "importer.core.cache.FailSoftRedisCache",
             "LOCATION": PORTAL_CACHE_URL,
             "KEY_PREFIX": "portal",
             # A cache that does not answer within this is an error, never a hung request.
-            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
         }
     }
 elif DEBUG:
@@ -494,8 +495,9 @@ else:
     )
 # Sessions are read from the cache (no query) and written through to the database: a cache
 # that loses a key (evicted, restarted) costs one query, never a login. The "cache" engine
-# would save that write, and log everyone out whenever Redis is flushed or evicts.
-SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+# would save that write, and log everyone out whenever Redis is flushed or evicts. Why the
+# cached copy's life is capped: importer.core.sessions.
+SESSION_ENGINE = "importer.core.sessions"
 
 # --- Email (notifications) ----------------------------------------------------------------
 # The console backend prints emails in a local run; production names its SMTP server.

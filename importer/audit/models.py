@@ -144,7 +144,8 @@ class AuditEvent(models.Model):
     class Meta:
         ordering = ["-at", "-id"]
         indexes = [
-            models.Index(fields=["team", "-at"], name="audit_team_at_idx"),
+            # The log's pages walk it from an entry's (at, id); members' sign-ins are team NULL.
+            models.Index(fields=["team", "at", "id"], name="audit_team_at_id_idx"),
             models.Index(fields=["action", "-at"], name="audit_action_at_idx"),
             models.Index(fields=["actor", "-at"], name="audit_actor_at_idx"),
         ]

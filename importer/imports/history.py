@@ -9,10 +9,10 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from importer.audit.downloads import audited_csv
-from importer.core.pages import CSV_CHUNK, paged
+from importer.core.pages import CSV_CHUNK, CURSOR_PARAMS, keyset_page, query_without
 from importer.imports.forms import HistoryFilterForm
 from importer.imports.models import ImportJobQuerySet
-from importer.imports.selectors import history_jobs
+from importer.imports.selectors import history_jobs, history_keyset
 from importer.imports.tags import shown
 from importer.teams.models import READERS_OF_HISTORY
 from importer.teams.permissions import require_role
@@ -43,8 +43,9 @@ def _filtered_history(request: HttpRequest, form: HistoryFilterForm) -> ImportJo
 def history(request: HttpRequest) -> HttpResponse:
     form = HistoryFilterForm(request.GET or None)
     batch_id, problem = _batch_filter(request)
-    page = paged(request, _filtered_history(request, form))
-    if batch_id is not None and not page["rows"] and page["page"] == 1:
+    keyset = history_keyset(form.cleaned_data["sort"] if form.is_valid() else "")
+    page = keyset_page(request.GET, keyset, _filtered_history(request, form))
+    if batch_id is not None and not page.rows and page.is_first:
         problem = (
             f"No import of this team in the batch {batch_id} matches: the batch is another "
             "team's, the link is wrong, or the other filters leave none."
@@ -54,7 +55,9 @@ def history(request: HttpRequest) -> HttpResponse:
         "batch_filter": batch_id,
         "batch_problem": problem,
         "batch_raw": request.GET.get("batch", "").strip()[:100],
-        **page,
+        "page": page,
+        "rows": page.rows,
+        "query": query_without(request.GET, *CURSOR_PARAMS),
     }
     return render(request, "imports/history.html", context)
 

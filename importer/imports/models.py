@@ -134,7 +134,11 @@ class ImportJob(SubmittedJob):
             models.Index(fields=["-created_at"], name="job_created_idx"),
             models.Index(fields=["state", "-created_at"], name="job_state_created_idx"),
             models.Index(fields=["snapshot_id"], name="job_snapshot_idx"),
-            models.Index(fields=["team", "-created_at"], name="job_team_created_idx"),
+            # One per history sort, each with the id that breaks ties: a page of the team's
+            # history is a range scan from the previous page's last row, either way round.
+            models.Index(fields=["team", "created_at", "id"], name="job_team_created_id_idx"),
+            models.Index(fields=["team", "name", "id"], name="job_team_name_id_idx"),
+            models.Index(fields=["team", "snapshot_size", "id"], name="job_team_size_id_idx"),
             models.Index(fields=["team", "state", "-created_at"], name="job_team_state_idx"),
             models.Index(fields=["team", "submitted_by", "-created_at"], name="job_team_user_idx"),
         ]

@@ -15,7 +15,7 @@ from django.core.cache import cache as django_cache
 from django.db.models import Q
 from django.http import Http404, HttpRequest
 
-from importer.core.pages import filtered
+from importer.core.pages import Keyset, filtered
 from importer.imports.models import ImportJob, ImportJobQuerySet
 from importer.outscale import accounts
 from importer.outscale.client import OscClient
@@ -181,7 +181,7 @@ def get_job_for_user(request: HttpRequest, job_id: uuid.UUID | str) -> ImportJob
     return job
 
 
-# History's orders, by the sort filter's value.
+# History's orders, by the sort filter's value: each ends on the id, so ties keep one order.
 HISTORY_SORTS = {
     "-created": ("-created_at", "-id"),
     "created": ("created_at", "id"),
@@ -190,6 +190,15 @@ HISTORY_SORTS = {
     "-size": ("-snapshot_size", "-id"),
     "size": ("snapshot_size", "id"),
 }
+
+
+DEFAULT_HISTORY_SORT = "-created"
+
+
+def history_keyset(sort: str) -> Keyset:
+    """The history's order for the sort filter's value (the default for any other), as pages
+    walk it: the `after` and `before` cursors hold a row's key in this order."""
+    return Keyset(ImportJob, HISTORY_SORTS.get(sort, HISTORY_SORTS[DEFAULT_HISTORY_SORT]))
 
 
 # The history filter form's exact fields, and what each looks for (its search is below).
@@ -205,7 +214,7 @@ def history_jobs(
     if batch_id is not None:
         jobs = jobs.filter(batch_id=batch_id)
     if data is None:  # no filter, or one that is not valid: the whole history, newest first
-        return jobs.order_by(*HISTORY_SORTS["-created"])
+        return jobs.order_by(*HISTORY_SORTS[DEFAULT_HISTORY_SORT])
     jobs = filtered(jobs, data, HISTORY_FILTERS, day_field="created_at")
     if data["q"]:
         text = data["q"]
@@ -215,4 +224,4 @@ def history_jobs(
             | Q(description__icontains=text)
             | Q(url_bucket__icontains=text)
         )
-    return jobs.order_by(*HISTORY_SORTS.get(data["sort"] or "-created", HISTORY_SORTS["-created"]))
+    return jobs.order_by(*history_keyset(data["sort"]).fields)

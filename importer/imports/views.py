@@ -108,7 +108,6 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     return render(request, "imports/dashboard.html", context)
 
 
-@require_GET
 @never_cache
 def imports_poll(request: HttpRequest) -> HttpResponse:
     """The changed rows of a page, as out-of-band swaps.
@@ -117,7 +116,7 @@ def imports_poll(request: HttpRequest) -> HttpResponse:
     An unchanged poll is answered from the cache alone, before the user is even loaded: see
     `_nothing_changed`.
     """
-    if _nothing_changed(request):
+    if request.method == "GET" and _nothing_changed(request):
         return HttpResponse(status=204)
     return _changed_rows(request)
 
@@ -136,6 +135,7 @@ def _nothing_changed(request: HttpRequest) -> bool:
 
 
 @login_required
+@require_GET
 def _changed_rows(request: HttpRequest) -> HttpResponse:
     """From the database, in one query (two for a job's page, with its history)."""
     # Before the rows: a change committed after this read replaces these tokens (see

@@ -103,7 +103,7 @@ def redis_cache() -> Iterator[None]:
     if not url.startswith("redis://"):
         pytest.fail("this test needs CELERY_BROKER_URL=redis://... (make test sets it)")
     prefix = f"test-{uuid.uuid4().hex}"
-    redis = {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
+    redis = {"BACKEND": "importer.core.cache.FailSoftRedisCache", "LOCATION": url}
     with override_settings(CACHES={"default": {**redis, "KEY_PREFIX": prefix}}):
         yield
         cache.delete_many(list(cache._cache.get_client().scan_iter(f":1:{prefix}*")))  # type: ignore[attr-defined]
@@ -122,6 +122,50 @@ def test_an_unchanged_poll_costs_no_query_with_redis_as_in_production(
         answer = client.get("/imports/poll", params)
 
     assert answer.status_code == 204
+
+
+def test_a_session_is_cached_for_five_minutes_at_most(redis_cache: None, operator: Any) -> None:
+    client = Client()
+    client.force_login(operator)
+    key = client.cookies["sessionid"].value
+    ttl = cache._cache.get_client().ttl(
+        cache.make_and_validate_key(  # type: ignore[attr-defined]
+            f"django.contrib.sessions.cached_db{key}"
+        )
+    )
+    # A logout while the cache does not answer leaves this copy behind: it must not live long.
+    assert 0 < ttl <= 300
+
+
+UNREACHABLE_REDIS = {
+    "default": {
+        "BACKEND": "importer.core.cache.FailSoftRedisCache",
+        "LOCATION": "redis://127.0.0.1:9/0",
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+    }
+}
+
+
+def test_with_redis_down_pages_and_polls_still_answer_from_the_database(
+    operator: Any, committed: Committed
+) -> None:
+    with override_settings(CACHES=UNREACHABLE_REDIS):
+        client = Client()
+        client.force_login(operator)
+        job = in_flight(operator)
+        page = client.get(f"/imports/{job.pk}")
+        params = {**page_poll_params(page.content.decode()), "view": "detail"}
+        unchanged = client.get("/imports/poll", params)
+        with committed():
+            progress(job, 64)
+        changed = client.get("/imports/poll", params)
+        client.logout()
+        after_logout = client.get("/imports/poll", params)
+
+    assert page.status_code == 200 and params["tv"] == []  # no version to carry
+    assert unchanged.status_code == 204  # from the database
+    assert changed.status_code == 200 and 'value="64"' in changed.content.decode()
+    assert after_logout.status_code == 302
 
 
 def test_a_changed_poll_costs_two_queries_and_brings_the_row_and_a_new_version(

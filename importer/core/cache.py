@@ -1,0 +1,101 @@
+"""The shared cache, when it is Redis: a Redis that does not answer is a cache miss, not an error.
+
+Everything the portal keeps in the cache can be had again without it: sessions from the database
+(cached_db), change versions by reading the rows (importer.core.changes), API listings by listing
+again. So when Redis is down (or slower than the socket timeout), reads miss and writes are
+dropped, with a warning at most every WARN_EVERY_SECONDS: pages keep working, more slowly, as the
+reliability suite's "Redis down" scenario asks. What a dropped write costs is bounded where it is
+made: see importer.core.changes.TOKEN_SECONDS and importer.core.sessions.CACHED_SECONDS.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from django.core.cache.backends.redis import RedisCache, RedisCacheClient
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
+
+WARN_EVERY_SECONDS = 30.0
+_last_warning = 0.0
+
+
+def _unanswered(operation: str) -> None:
+    global _last_warning
+    now = time.monotonic()
+    if now - _last_warning >= WARN_EVERY_SECONDS:
+        _last_warning = now
+        logger.warning("The cache (Redis) did not answer a %s: treated as a miss", operation)
+
+
+class _FailSoftClient(RedisCacheClient):
+    def get(self, key: Any, default: Any) -> Any:
+        try:
+            return super().get(key, default)
+        except RedisError:
+            _unanswered("read")
+            return default
+
+    def get_many(self, keys: Any) -> dict[Any, Any]:
+        try:
+            return super().get_many(keys)
+        except RedisError:
+            _unanswered("read")
+            return {}
+
+    def has_key(self, key: Any) -> bool:
+        try:
+            return bool(super().has_key(key))
+        except RedisError:
+            _unanswered("read")
+            return False
+
+    def add(self, key: Any, value: Any, timeout: Any) -> bool:
+        try:
+            return bool(super().add(key, value, timeout))
+        except RedisError:
+            _unanswered("write")
+            return False
+
+    def set(self, key: Any, value: Any, timeout: Any) -> None:
+        try:
+            super().set(key, value, timeout)
+        except RedisError:
+            _unanswered("write")
+
+    def set_many(self, data: Any, timeout: Any) -> None:
+        try:
+            super().set_many(data, timeout)
+        except RedisError:
+            _unanswered("write")
+
+    def touch(self, key: Any, timeout: Any) -> bool:
+        try:
+            return bool(super().touch(key, timeout))
+        except RedisError:
+            _unanswered("write")
+            return False
+
+    def delete(self, key: Any) -> bool:
+        try:
+            return bool(super().delete(key))
+        except RedisError:
+            _unanswered("write")
+            return False
+
+    def delete_many(self, keys: Any) -> None:
+        try:
+            super().delete_many(keys)
+        except RedisError:
+            _unanswered("write")
+
+
+class FailSoftRedisCache(RedisCache):
+    """Django's Redis cache, whose reads miss and writes drop while Redis does not answer."""
+
+    def __init__(self, server: str, params: dict[str, Any]) -> None:
+        super().__init__(server, params)
+        self._class = _FailSoftClient
