@@ -43,13 +43,18 @@ class ImportJobQuerySet(SubmittedJobQuerySet["ImportJob"]):
         return set(self.order_by().values_list("team_id", flat=True).distinct())
 
     def update(self, **fields: Any) -> int:
-        teams = self._teams()
+        return self.update_of_teams(self._teams(), **fields)
+
+    update.alters_data = True  # type: ignore[attr-defined]
+
+    def update_of_teams(self, teams: set[int], **fields: Any) -> int:
+        """`update`, when the caller knows the rows' teams: no query to find them."""
         updated = super().update(**fields)
         if updated:
             TEAM_JOBS.changed_on_commit(teams)
         return updated
 
-    update.alters_data = True  # type: ignore[attr-defined]
+    update_of_teams.alters_data = True  # type: ignore[attr-defined]
 
     def bulk_update(self, objs: Any, fields: Any, batch_size: int | None = None) -> int:
         rows = list(objs)

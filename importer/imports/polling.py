@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -138,7 +140,27 @@ def _apply_snapshots(
             job.updated_at = now
             progressed.append(job)
     with transaction.atomic():
-        # Only rows still in progress: a row finished meanwhile keeps its final state.
-        ImportJob.objects.bulk_update(progressed, ["api_state", "progress", "updated_at"])
+        _record_progress(progressed, now=now)
         ImportJobEvent.objects.bulk_create(events)
     return len(progressed) + finished, finished
+
+
+# Ids per UPDATE: well under every database's limit on a statement's parameters.
+PROGRESS_UPDATE_CHUNK = 2000
+
+
+def _record_progress(progressed: list[ImportJob], *, now: datetime) -> None:
+    """One UPDATE per (API state, progress) the jobs reached, not one CASE per job: imports move
+    in step (a hundred progress values, a few states), so 10,000 jobs are a few dozen statements
+    that cost milliseconds, where `bulk_update`'s CASE of 10,000 branches took seconds of CPU
+    to build and tens of seconds for PostgreSQL to run."""
+    steps: dict[tuple[str, int], list[Any]] = defaultdict(list)
+    for job in progressed:
+        steps[(job.api_state, job.progress)].append(job.pk)
+    teams = {job.team_id for job in progressed}
+    for (api_state, progress), ids in steps.items():
+        for start in range(0, len(ids), PROGRESS_UPDATE_CHUNK):
+            # Only rows still in progress: a row finished meanwhile keeps its final state.
+            ImportJob.objects.filter(
+                pk__in=ids[start : start + PROGRESS_UPDATE_CHUNK], state=JobState.IN_PROGRESS
+            ).update_of_teams(teams, api_state=api_state, progress=progress, updated_at=now)
