@@ -117,7 +117,7 @@ def test_it_keeps_sessions_and_versions_in_one_cache_shared_by_every_process(
     # Files, not a cache per process: the worker's version bumps must reach the web server.
     assert local["CACHES"]["default"]["BACKEND"].endswith("FileBasedCache")  # type: ignore[index]
     assert local["CACHES"]["default"]["LOCATION"] == str(tmp_path / "cache")  # type: ignore[index]
-    assert production["SESSION_ENGINE"] == "django.contrib.sessions.backends.cached_db"
+    assert production["SESSION_ENGINE"] == "importer.core.sessions"  # cached_db, capped
 
 
 def test_it_stops_a_production_start_without_secrets_with_a_clear_message() -> None:
