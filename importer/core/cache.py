@@ -32,6 +32,21 @@ def _unanswered(operation: str) -> None:
 
 
 class _FailSoftClient(RedisCacheClient):
+    # Django's client's own, unknown to the type stubs.
+    _client: Any  # redis.Redis
+    _get_connection_pool: Any
+
+    def get_client(self, key: Any = None, *, write: bool = False) -> Any:
+        # Django makes a new redis.Redis around the pool at every call, and building one costs
+        # redis-py about 0.25 ms (its table of response callbacks): the price of an unchanged
+        # poll. A Redis object over a pool is safe to share between threads, so one per pool.
+        pool = self._get_connection_pool(write)
+        clients: dict[int, Any] = self.__dict__.setdefault("_clients", {})
+        client = clients.get(id(pool))
+        if client is None:
+            client = clients[id(pool)] = self._client(connection_pool=pool)
+        return client
+
     def get(self, key: Any, default: Any) -> Any:
         try:
             return super().get(key, default)

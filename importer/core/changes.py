@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from django.core.cache import cache
 from django.db import transaction
@@ -67,17 +68,21 @@ class ChangeVersions:
             return {}
         return {wanted[key]: token for key, token in found.items() if isinstance(token, str)}
 
-    def unchanged(self, claimed: Mapping[int, str]) -> bool:
-        """True when every claimed token is still the owner's current one: one cache read."""
+    def unchanged(
+        self, claimed: Mapping[int, str], *, along: str | None = None
+    ) -> tuple[bool, Any]:
+        """Whether every claimed token is still the owner's current one, in one cache read;
+        `along` names one more key read in the same round trip, whose value comes back too."""
         if not claimed:
-            return False
+            return False, None
         keys = {self._key(owner): token for owner, token in claimed.items()}
         try:
-            found = cache.get_many(list(keys))
+            found = cache.get_many([*keys, *([along] if along else [])])
         except Exception:  # the cache is down: read the database instead
             logger.warning("Change versions: the cache did not answer", exc_info=True)
-            return False
-        return all(found.get(key) == token for key, token in keys.items())
+            return False, None
+        same = all(found.get(key) == token for key, token in keys.items())
+        return same, found.get(along) if along else None
 
     def changed_on_commit(self, owners: Iterable[int]) -> None:
         """Replaces the owners' tokens once the caller's transaction commits (at once outside

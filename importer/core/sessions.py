@@ -15,8 +15,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
+from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.cached_db import SessionStore as CachedDbStore
 from django.contrib.sessions.models import Session
+from django.http import HttpRequest
 
 CACHED_SECONDS = 300
 
@@ -47,3 +50,19 @@ class SessionStore(CachedDbStore):
         return min(
             self.get_expiry_age(expiry=expiry) if expiry else self.get_expiry_age(), CACHED_SECONDS
         )
+
+
+def cached_copy_key(request: HttpRequest) -> str | None:
+    """The cache key of the request's session's cached copy, for a caller that reads it in the
+    same round trip as other keys (the unchanged poll); None without a plausible session cookie
+    (Django's session keys are 32 lowercase letters and digits)."""
+    key = request.COOKIES.get(settings.SESSION_COOKIE_NAME, "")
+    if not (8 <= len(key) <= 64 and key.isalnum()):
+        return None
+    return f"{SessionStore.cache_key_prefix}{key}"
+
+
+def is_signed_in(cached_copy: Any) -> bool:
+    """Whether a session's cached copy (as `cached_copy_key` finds it) belongs to a signed-in
+    user: a logout deletes it, an expired one is gone from the cache with its expiry."""
+    return isinstance(cached_copy, dict) and SESSION_KEY in cached_copy

@@ -6,7 +6,6 @@ from typing import Any
 
 from django import forms
 from django.contrib import messages
-from django.contrib.auth import SESSION_KEY
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError
@@ -22,6 +21,7 @@ from importer.audit.addresses import client_ip
 from importer.core.changes import TEAM_JOBS, poll_value, polled_tokens
 from importer.core.formkeys import FormKeys
 from importer.core.pages import polled_versions, version
+from importer.core.sessions import cached_copy_key, is_signed_in
 from importer.imports import services as imports_services
 from importer.imports.forms import ImportSnapshotForm
 from importer.imports.listing import (
@@ -124,14 +124,20 @@ def imports_poll(request: HttpRequest) -> HttpResponse:
 def _nothing_changed(request: HttpRequest) -> bool:
     """The page's team change versions all still current: nothing it shows has changed since.
 
-    Costs the session (from the cache) and one cache read, no query. It asks a signed-in session
-    (a logged-out one has none), not the user's row: a 204 tells nothing but "no change", and
-    the next change sends the poll down `_changed_rows`, which checks the user and their teams
-    in full. A page only carries the versions of the teams whose rows it shows.
+    One cache read, no query: the versions and the session's cached copy in one round trip. It
+    asks a signed-in session (a logout deletes it), not the user's row: a 204 tells nothing but
+    "no change", and the next change sends the poll down `_changed_rows`, which checks the user
+    and their teams in full. A session whose cached copy is gone (evicted, or more than
+    importer.core.sessions.CACHED_SECONDS old) goes there too, and is cached again. A page only
+    carries the versions of the teams whose rows it shows.
     """
-    if SESSION_KEY not in request.session or not request.GET.getlist("v"):
+    session = cached_copy_key(request)
+    if session is None or not request.GET.getlist("v"):
         return False
-    return TEAM_JOBS.unchanged(polled_tokens(request.GET.getlist("tv")))
+    same, cached_session = TEAM_JOBS.unchanged(
+        polled_tokens(request.GET.getlist("tv")), along=session
+    )
+    return same and is_signed_in(cached_session)
 
 
 @login_required

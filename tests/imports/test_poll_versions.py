@@ -348,3 +348,25 @@ def test_bulk_creation_replaces_the_version(operator: Any, committed: Committed)
     with committed():
         ImportJob.objects.bulk_create([job])
     assert token(job.team_id) != before
+
+
+def test_a_session_evicted_from_the_cache_costs_one_database_read_then_none(
+    client: Client, operator: Any, django_assert_num_queries: Any
+) -> None:
+    job = in_flight(operator)
+    params = detail_poll(client, job)
+    cache.delete(f"django.contrib.sessions.cached_db{client.cookies['sessionid'].value}")
+
+    # From the database: the session, the user, the row and its history (a job's page).
+    with django_assert_num_queries(4):
+        assert client.get("/imports/poll", params).status_code == 204
+    with django_assert_num_queries(0):  # the session is cached again
+        assert client.get("/imports/poll", params).status_code == 204
+
+
+def test_a_made_up_session_cookie_gets_no_204(client: Client, operator: Any) -> None:
+    job = in_flight(operator)
+    params = detail_poll(client, job)
+    for cookie in ("x" * 32, "../../etc/passwd", ""):
+        client.cookies["sessionid"] = cookie
+        assert client.get("/imports/poll", params).status_code == 302, cookie
