@@ -1,5 +1,5 @@
 """A small asyncio HTTP/1.1 load generator: N concurrent clients, one request per connection
-(gunicorn's sync workers close every connection), latencies recorded per request."""
+(as many browsers behind a proxy would open), latencies recorded per request."""
 
 from __future__ import annotations
 

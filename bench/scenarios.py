@@ -27,6 +27,7 @@ from bench.stack import (
     PrivatePostgres,
     Process,
     RedisServer,
+    cache_url,
     portal_env,
     start_gunicorn,
     start_worker,
@@ -1911,6 +1912,8 @@ def scenario_secret_leak(env: Env) -> LeakResult:
         "worker logs": worker_logs,
         "database (every table)": everything_in_the_database(),
         "redis (every key)": everything_in_redis(env.redis.url),
+        # The shared cache (sessions, listings, change versions): the same server, database 1.
+        "redis cache (every key)": everything_in_redis(cache_url(env.redis.url)),
         "pages (3 roles)": "\n".join(pages),
         "CSV exports (3 roles)": "\n".join(exports),
     }

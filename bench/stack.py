@@ -294,7 +294,17 @@ def portal_env(
         "PORTAL_POLL_SECONDS": "1",
         "OSC_READ_TIMEOUT": "3",
         "PORTAL_LOG_LEVEL": "INFO",
+        # One cache for every process (sessions, the teams' change versions): the private
+        # redis-server, another database than the broker's, as the README deploys it.
+        "PORTAL_CACHE_URL": cache_url(broker_url),
     }
+
+
+def cache_url(broker_url: str) -> str:
+    """The broker's Redis server with database 1 (the broker's is 0): a flush never empties
+    the queue."""
+    parts = urlsplit(broker_url)
+    return f"{parts.scheme}://{parts.netloc}/1"
 
 
 def current_database_url() -> str:
@@ -397,12 +407,20 @@ def wait_worker(worker: Process, seconds: float = 60) -> None:
         raise RuntimeError(f"worker did not start:\n{worker.log()[-3000:]}") from None
 
 
-def start_gunicorn(log_dir: Path, env: dict[str, str], *, workers: int = 4) -> tuple[Process, str]:
+# The README's production command: `--workers 4 --threads 4 --timeout 60`.
+WEB_THREADS = 4
+WEB_TIMEOUT = 60
+
+
+def start_gunicorn(
+    log_dir: Path, env: dict[str, str], *, workers: int = 4, threads: int = WEB_THREADS
+) -> tuple[Process, str]:
     """The production web server, as the README deploys it, on a free port."""
     port = free_port()
     log_path = log_dir / f"gunicorn-{port}.log"
     command = [PYTHON, "-m", "gunicorn", "snapshots_portal.wsgi", "--workers", str(workers)]
-    command += ["--bind", f"127.0.0.1:{port}", "--backlog", "2048", "--timeout", "60"]
+    command += ["--threads", str(threads), "--timeout", str(WEB_TIMEOUT)]
+    command += ["--bind", f"127.0.0.1:{port}", "--backlog", "2048"]
     # Its own control socket: the default path is shared by every gunicorn of this user.
     command += ["--control-socket", str(log_dir / f"gunicorn-{port}.ctl")]
     full_env = {**os.environ, **env, "DJANGO_SETTINGS_MODULE": "bench.settings"}
