@@ -3,17 +3,24 @@
 `make run` calls this after installing. With no configuration it uses SQLite and the embedded
 file-system broker, and points the portal at the sandbox (a local OUTSCALE emulator): nothing
 but Python is needed. Set DATABASE_URL / CELERY_BROKER_URL / OSC_* to use real services instead.
+
+Each process logs to its own file under `<PORTAL_VAR_DIR or var>/log/`; the terminal shows their
+warnings and errors only, and the banner (address, logins, where the logs are) once everything
+is up, last, so it does not scroll away.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -36,8 +43,46 @@ def port_is_free(port: int) -> bool:
         return probe.connect_ex((HOST, port)) != 0
 
 
-def run_step(*args: str, env: dict[str, str]) -> None:
-    subprocess.run([PYTHON, *args], cwd=ROOT, env=env, check=True)  # noqa: S603
+def run_step(*args: str, env: dict[str, str]) -> str:
+    """Runs a management step; its output is returned (an error's goes to the terminal)."""
+    done = subprocess.run(  # noqa: S603
+        [PYTHON, *args], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+    )
+    if done.returncode:
+        sys.stderr.write(done.stdout + done.stderr)
+        raise SystemExit(f"{' '.join(args)} failed with {done.returncode}; see above.")
+    return done.stdout
+
+
+# A line the terminal shows: a warning or worse, in the portal's, Celery's or Python's format.
+LOUD = re.compile(r"\b(WARNING|ERROR|CRITICAL)\b|^Traceback|Error:")
+# The lines of a traceback after its first: indented frames, then the exception's own line.
+TRACEBACK = re.compile(r"^(\s|Traceback|[\w.]+(Error|Exception|Warning)\b)")
+
+
+def forward_loud_lines(name: str, path: Path, stop: threading.Event) -> None:
+    """Follows a process's log file and prints its warnings and errors (with the lines of a
+    traceback that follow them) to the terminal, prefixed with the process's name."""
+    with path.open(encoding="utf-8", errors="replace") as log:
+        loud = False
+        while not stop.is_set():
+            line = log.readline()
+            if not line:
+                time.sleep(0.2)
+                continue
+            loud = bool(LOUD.search(line)) or (loud and bool(TRACEBACK.match(line)))
+            if loud:
+                sys.stderr.write(f"[{name}] {line}")
+                sys.stderr.flush()
+
+
+def wait_for_line(path: Path, text: str, *, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if text in path.read_text(encoding="utf-8", errors="replace"):
+            return True
+        time.sleep(0.3)
+    return False
 
 
 def main() -> int:
@@ -55,8 +100,11 @@ def main() -> int:
         print(f"Port {web_port} is taken: set PORTAL_PORT to another port.", file=sys.stderr)
         return 1
 
+    log_dir = Path(env.get("PORTAL_VAR_DIR", ROOT / "var")) / "log"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    print("Preparing the database and the demo team...", flush=True)
     run_step("manage.py", "migrate", "--no-input", "-v", "0", env=env)
-    run_step("manage.py", "portal_demo", env=env)
+    logins = run_step("manage.py", "portal_demo", env=env)
 
     commands: list[tuple[str, list[str]]] = []
     if uses_sandbox:
@@ -81,16 +129,45 @@ def main() -> int:
         ("beat", [PYTHON, "-m", "celery", "-A", "snapshots_portal", "beat", "--loglevel", "INFO"]),
     ]
     processes: list[tuple[str, subprocess.Popen[bytes]]] = []
+    stop_forwarding = threading.Event()
+    logs: dict[str, Path] = {}
     for name, command in commands:
-        processes.append((name, subprocess.Popen(command, cwd=ROOT, env=env)))  # noqa: S603
+        logs[name] = log_dir / f"{name}.log"
+        processes.append((name, start_logged(command, env, logs[name])))
+        threading.Thread(
+            target=forward_loud_lines, args=(name, logs[name], stop_forwarding), daemon=True
+        ).start()
         if name == "sandbox" and not wait_for_port(8787, seconds=30):
-            print("The sandbox did not start; see its messages above.", file=sys.stderr)
+            print(f"The sandbox did not start; see {logs[name]}.", file=sys.stderr)
     if not wait_for_port(web_port, seconds=60):
-        print("The web server did not start; see its messages above.", file=sys.stderr)
+        print(f"The web server did not start; see {logs['web']}.", file=sys.stderr)
+    if not wait_for_line(logs["worker"], " ready.", seconds=60):
+        print(f"The worker is not ready yet; see {logs['worker']}.", file=sys.stderr)
 
-    print(f"\n  Snapshots Portal is running: http://{HOST}:{web_port}/", flush=True)
-    print("  Log in with the demo accounts printed above. Press Ctrl-C to stop.\n", flush=True)
-    return supervise(processes)
+    print(banner(web_port, logins, log_dir), flush=True)
+    try:
+        return supervise(processes)
+    finally:
+        stop_forwarding.set()
+
+
+def start_logged(
+    command: list[str], env: dict[str, str], log_path: Path
+) -> subprocess.Popen[bytes]:
+    log: IO[bytes] = log_path.open("ab")
+    return subprocess.Popen(  # noqa: S603
+        command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+
+
+def banner(web_port: int, logins: str, log_dir: Path) -> str:
+    shown = log_dir.relative_to(ROOT) if log_dir.is_relative_to(ROOT) else log_dir
+    return (
+        f"\n  Snapshots Portal is running: http://{HOST}:{web_port}/\n"
+        f"{logins.rstrip()}\n"
+        f"  Logs: {shown}/ (web.log, worker.log, beat.log, sandbox.log); warnings and errors "
+        "also show here.\n  Press Ctrl-C to stop.\n"
+    )
 
 
 def supervise(processes: list[tuple[str, subprocess.Popen[bytes]]]) -> int:

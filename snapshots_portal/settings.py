@@ -375,6 +375,8 @@ for _name in ("PORTAL_URL_HOSTS", "PORTAL_API_HOSTS", "PORTAL_WEBHOOK_HOSTS"):
 
 # --- Celery -------------------------------------------------------------------------------
 _broker = env_str("CELERY_BROKER_URL")
+# Loggers quieter than the rest (LOGGING, below).
+_QUIET_LOGGERS: dict[str, dict[str, str]] = {}
 if _broker:
     CELERY_BROKER_URL = env_url("CELERY_BROKER_URL", "", schemes={"redis", "rediss"})
     # Redis redelivers an unacknowledged task after this; every time limit stays well under it.
@@ -389,6 +391,8 @@ else:
     for _sub in ("out", "processed", "control"):
         (_queue_dir / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://"
+    # kombu warns at every start that this URL names no host, which it never needs.
+    _QUIET_LOGGERS["kombu.connection"] = {"level": "ERROR"}
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_queue_dir / "out"),
         "data_folder_out": str(_queue_dir / "out"),
@@ -521,7 +525,7 @@ LOGGING: dict[str, Any] = {
     },
     "root": {"handlers": ["console"], "level": env_str("PORTAL_LOG_LEVEL", "INFO").upper()},
     # django-axes logs every successful login at INFO; the audit log already records them.
-    "loggers": {"axes": {"level": "WARNING"}},
+    "loggers": {"axes": {"level": "WARNING"}, **_QUIET_LOGGERS},
 }
 
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)

@@ -33,7 +33,7 @@ from importer.core.formkeys import FormKeys
 from importer.outscale.errors import OscApiError
 from importer.outscale.resources import Snapshot
 from importer.teams.models import IMPORTERS, Role, Team
-from importer.teams.permissions import actor, memberships, require_role, required_team
+from importer.teams.permissions import actor, copy_targets, require_role, required_team
 
 BULK_FORM_KEYS = FormKeys("bulk-form")
 
@@ -54,18 +54,9 @@ class Kind:
     plan: Callable[[HttpRequest, Team, Any, Sequence[Snapshot]], Plan]
 
 
-def _copy_targets(request: HttpRequest, source: Team) -> list[Team]:
-    """The teams the user may import into, other than the snapshots' own."""
-    return [
-        membership.team
-        for membership in memberships(request)
-        if membership.team_id != source.pk and membership.can_import
-    ]
-
-
 def _copy_plan(request: HttpRequest, team: Team, form: Any, snapshots: Sequence[Snapshot]) -> Plan:
     target = next(
-        t for t in _copy_targets(request, team) if t.pk == form.cleaned_data["target_team"]
+        t for t in copy_targets(request, team) if t.pk == form.cleaned_data["target_team"]
     )
     return CopyPlan(
         target_team=target,
@@ -89,7 +80,7 @@ KINDS = {
         "bulk_copy",
         "Copy",
         " to another team",
-        lambda request, team, data: BulkCopyForm(data, teams=_copy_targets(request, team)),
+        lambda request, team, data: BulkCopyForm(data, teams=copy_targets(request, team)),
         _copy_plan,
     ),
     BulkKind.TAGS: Kind(

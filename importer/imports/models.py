@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from importer.audit.models import AuditAction
 from importer.core.changes import TEAM_JOBS
-from importer.core.units import GIB
+from importer.core.units import GIB, how_long
 from importer.jobs.models import JobEvent, SubmittedJob, SubmittedJobQuerySet
 from importer.teams.models import Team
 
@@ -183,6 +183,12 @@ class ImportJob(SubmittedJob):
     @property
     def duration(self) -> timedelta | None:
         return self.finished_at - self.created_at if self.finished_at else None
+
+    @property
+    def duration_text(self) -> str:
+        """How long it took, as the job's page says it ("13 seconds"); empty while running."""
+        duration = self.duration
+        return how_long(duration.total_seconds()) if duration is not None else ""
 
     # --- Transitions (the shared ones are SubmittedJob's) ---------------------------------
 

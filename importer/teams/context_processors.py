@@ -6,7 +6,13 @@ from django.http import HttpRequest
 from django.utils.functional import SimpleLazyObject
 
 from importer.teams.models import READERS_OF_HISTORY, Role
-from importer.teams.permissions import can_import, current_role, current_team, memberships
+from importer.teams.permissions import (
+    can_import,
+    copy_targets,
+    current_role,
+    current_team,
+    memberships,
+)
 
 
 def portal(request: HttpRequest) -> dict[str, Any]:
@@ -29,6 +35,8 @@ def portal(request: HttpRequest) -> dict[str, Any]:
         "role_name": SimpleLazyObject(role_name),
         "memberships": SimpleLazyObject(lambda: memberships(request)),
         "can_import": SimpleLazyObject(lambda: can_import(request)),
+        # Another team of the user's to copy the current team's snapshots into.
+        "can_copy_to_team": SimpleLazyObject(lambda: bool(copy_targets(request))),
         "can_read_history": SimpleLazyObject(lambda: role() in READERS_OF_HISTORY),
         "is_team_admin": SimpleLazyObject(lambda: role() == Role.ADMIN),
     }

@@ -67,6 +67,17 @@ def in_no_team(request: HttpRequest) -> bool:
     return not memberships(request)
 
 
+def copy_targets(request: HttpRequest, source: Team | None = None) -> list[Team]:
+    """The teams the user may import into, other than `source` (by default the current team):
+    where a copy of one of its snapshots can go. Empty: "Copy to another team" is not offered."""
+    source = source or current_team(request)
+    return [
+        membership.team
+        for membership in memberships(request)
+        if membership.team_id != getattr(source, "pk", None) and membership.can_import
+    ]
+
+
 def current_team(request: HttpRequest) -> Team | None:
     membership = current_membership(request)
     return membership.team if membership else None

@@ -22,8 +22,8 @@ from importer.outscale.resources import SNAPSHOT_ID
 from importer.teams.models import IMPORTERS, Role, Team
 from importer.teams.permissions import (
     actor,
+    copy_targets,
     imports_in,
-    memberships,
     require_importer_in,
     require_role,
     required_team,
@@ -155,19 +155,11 @@ def export_share(request: HttpRequest, export_id: uuid.UUID) -> HttpResponse:
     return response
 
 
-def _copy_targets(request: HttpRequest, source: Team) -> list[Team]:
-    return [
-        membership.team
-        for membership in memberships(request)
-        if membership.team_id != source.pk and membership.can_import
-    ]
-
-
 @require_role(*IMPORTERS)
 @require_http_methods(["GET", "POST"])
 def copy_new(request: HttpRequest, snapshot_id: str) -> HttpResponse:
     source = _source_team(request, snapshot_id)
-    targets = _copy_targets(request, source)
+    targets = copy_targets(request, source)
     form = CopyForm(request.POST or None, teams=targets)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data

@@ -175,9 +175,20 @@
     }
   });
 
+  // "Import of X started" goes once X has ended: its row (or page) no longer follows it.
+  function dropEndedNotices() {
+    document.querySelectorAll("[data-toast-job]").forEach(function (notice) {
+      var id = notice.getAttribute("data-toast-job");
+      var shown = document.getElementById("job-" + id) || document.getElementById("job-summary-" + id);
+      if (shown && !shown.querySelector("[data-poll-version]")) notice.remove();
+    });
+  }
+
   document.addEventListener("htmx:afterRequest", function (event) {
     if (event.target !== poller()) return;
     busy = false;
+    // After the out-of-band rows have settled in.
+    setTimeout(dropEndedNotices, 100);
     var status = event.detail.xhr ? event.detail.xhr.status : 0;
     if (status === 286) {
       // Rows added since the request (a new import) still need following.
