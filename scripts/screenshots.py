@@ -138,7 +138,7 @@ def main() -> int:
             page.wait_for_url(f"{base}/")
 
             def import_snapshot(name: str, presigned: str, size: str, description: str) -> None:
-                page.get_by_role("link", name="Import Snapshot").click()
+                page.get_by_role("button", name="Import Snapshot").click()
                 page.fill("#id_name", name)
                 page.fill("#id_description", description)
                 page.fill("#id_presigned_url", presigned)
@@ -164,7 +164,7 @@ def main() -> int:
             running.screenshot  # noqa: B018 - keep the row in view for the next shot
             page.locator("section.table-card").screenshot(path=str(OUT / "import-in-progress.png"))
 
-            page.get_by_role("link", name="Import Snapshot").click()
+            page.get_by_role("button", name="Import Snapshot").click()
             page.fill("#id_presigned_url", "https://example.com/not-presigned")
             page.fill("#id_snapshot_size", "ten gigs")
             page.get_by_role("button", name="Import", exact=True).click()

@@ -76,7 +76,7 @@ def test_it_shows_every_page_of_a_team_admin_without_a_violation(
         expect(page.locator("main")).to_be_visible()
     # The dialog opens and its URL check swaps in, still without a violation.
     page.goto(f"{live_server.url}/")
-    page.get_by_role("link", name="Import Snapshot").click()
+    page.get_by_role("button", name="Import Snapshot").click()
     dialog = page.get_by_role("dialog", name="IMPORT SNAPSHOT")
     dialog.get_by_label("Object Pre-signed URL").fill(api_on_sandbox.presign())
     expect(dialog.get_by_role("button", name="Use it")).to_be_visible()

@@ -23,7 +23,7 @@ pytestmark = [
 
 
 def open_dialog(page: Page) -> Any:
-    page.get_by_role("link", name="Import Snapshot").click()
+    page.get_by_role("button", name="Import Snapshot").click()
     dialog = page.get_by_role("dialog", name="IMPORT SNAPSHOT")
     expect(dialog).to_be_visible()
     return dialog
@@ -125,7 +125,7 @@ def test_the_dialog_can_be_used_with_the_keyboard_alone(
     logged_in: Page, api_on_sandbox: Any
 ) -> None:
     page = logged_in
-    button = page.get_by_role("link", name="Import Snapshot")
+    button = page.get_by_role("button", name="Import Snapshot")
     for _ in range(30):
         if button.evaluate("el => el === document.activeElement"):
             break

@@ -20,7 +20,7 @@ def test_in_a_browser_the_dialog_shows_the_message_and_keeps_the_form(
     live_server: Any,
 ) -> None:
     browser_page = logged_in
-    browser_page.get_by_role("link", name="Import Snapshot").click()
+    browser_page.get_by_role("button", name="Import Snapshot").click()
     dialog = browser_page.get_by_role("dialog", name="IMPORT SNAPSHOT")
     expect(dialog).to_be_visible()
     dialog.get_by_label("Name").fill("too-big")

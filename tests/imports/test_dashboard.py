@@ -396,7 +396,13 @@ def test_it_offers_the_dialog_with_cockpits_fields_and_a_page_without_javascript
 ) -> None:
     page = client.get("/").content.decode()
     assert '<dialog id="import-dialog"' in page and ">IMPORT SNAPSHOT</h2>" in page
-    assert 'href="/imports/new" data-dialog-open="import-dialog"' in page
+    # A button (it opens a dialog), in a form that leads to the same form's page without
+    # JavaScript.
+    assert re.search(
+        r'<form method="get" action="/imports/new"[^>]*><button type="submit" '
+        r'class="button primary" data-dialog-open="import-dialog" aria-haspopup="dialog">',
+        page,
+    )
     assert "Import Snapshot" in page
     for label in ("Name", "Object Pre-signed URL", "Snapshot Size"):
         assert f">{label}</label>" in page or f">{label} <" in page
