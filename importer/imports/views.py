@@ -167,6 +167,8 @@ def _changed_rows(request: HttpRequest) -> HttpResponse:
         # No request: the rows need no context processor, and so no query of theirs.
         {
             "changed": changed,
+            # Announced in the page's live region: completion and failure are heard, not only seen.
+            "ended": [job for job in changed if job.is_terminal],
             "gone": gone,
             "detail": detail,
             # Renewed where the page sent some (none is left of a team it no longer sees).

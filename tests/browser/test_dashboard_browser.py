@@ -85,6 +85,8 @@ def test_it_imports_through_the_dialog_and_follows_progress_live(
     )
     progress()
     expect(row.locator(".badge")).to_have_text("Completed", timeout=60_000)
+    # Heard as well as seen: the live region says it ended.
+    expect(page.locator("#poll-announcer")).to_have_text("Import of browser-import completed.")
     # "Import of browser-import started" does not outlive the import.
     expect(page.locator("#toast")).not_to_contain_text("browser-import")
     assert progress() == 100 and len(seen) >= 2

@@ -370,3 +370,19 @@ def test_a_made_up_session_cookie_gets_no_204(client: Client, operator: Any) -> 
     for cookie in ("x" * 32, "../../etc/passwd", ""):
         client.cookies["sessionid"] = cookie
         assert client.get("/imports/poll", params).status_code == 302, cookie
+
+
+def test_an_ended_import_is_announced_in_the_pages_live_region(
+    client: Client, operator: Any, committed: Committed
+) -> None:
+    job = in_flight(operator, name="nightly-db")
+    page = client.get(f"/imports/{job.pk}").content.decode()
+    params = {**page_poll_params(page), "view": "detail"}
+    assert '<div id="poll-announcer" class="visually-hidden" role="status"' in page
+    with committed():
+        job.mark_completed(api_state="completed")
+
+    body = client.get("/imports/poll", params).content.decode()
+
+    assert '<div id="poll-announcer" hx-swap-oob="innerHTML">' in body
+    assert "Import of nightly-db completed." in body
