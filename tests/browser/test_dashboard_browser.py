@@ -165,3 +165,38 @@ def test_the_dialog_can_be_used_with_the_keyboard_alone(
     expect(dialog).to_be_hidden()
     expect(page.locator("#jobs-body tr").first).to_contain_text("keyboard-import")
     assert ImportJob.objects.filter(name="keyboard-import").count() == 1
+
+
+NO_SIDEWAYS_SCROLL = "() => document.documentElement.scrollWidth <= window.innerWidth + 1"
+# The outermost elements that stick out of the window, to say what to fix.
+WIDER_THAN_THE_WINDOW = """() => Array.from(document.querySelectorAll("body *")).filter(el => {
+  const r = el.getBoundingClientRect();
+  const parent = el.parentElement.getBoundingClientRect();
+  return r.right > window.innerWidth + 1 && parent.right <= window.innerWidth + 1;
+}).map(el => el.tagName + "." + el.className)"""
+
+
+def test_the_dashboard_and_the_dialog_work_at_200_percent_zoom(
+    logged_in: Page, api_on_sandbox: Any
+) -> None:
+    """WCAG's reflow: a 1280 px window at 200% is 640 CSS pixels wide; nothing needs scrolling
+    sideways and every field and button of the dialog is reachable."""
+    page = logged_in
+    page.set_viewport_size({"width": 640, "height": 512})
+    page.reload()
+    wide = page.evaluate(WIDER_THAN_THE_WINDOW)
+    assert page.evaluate(NO_SIDEWAYS_SCROLL), f"the dashboard scrolls sideways at 200%: {wide}"
+
+    dialog = open_dialog(page)
+    box = dialog.bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 640
+    dialog.get_by_label("Name").fill("zoomed-import")
+    dialog.get_by_label("Object Pre-signed URL").fill(api_on_sandbox.presign())
+    dialog.get_by_label("Snapshot Size").fill(str(10 * GIB))
+    submit = dialog.get_by_role("button", name="Import", exact=True)
+    submit.scroll_into_view_if_needed()
+    expect(submit).to_be_in_viewport()
+    submit.click()
+    expect(dialog).to_be_hidden()
+    expect(page.locator("#jobs-body tr").first).to_contain_text("zoomed-import")
+    assert page.evaluate(NO_SIDEWAYS_SCROLL)
