@@ -514,14 +514,27 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1, maximum=120)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "snapshots-portal@localhost")
 
+# "plain" for a person, "json" for a log pipeline (importer.core.logs: one object a line).
+PORTAL_LOG_FORMAT = env_str("PORTAL_LOG_FORMAT", "plain").lower()
+if PORTAL_LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(
+        f"PORTAL_LOG_FORMAT must be plain or json, not {env_str('PORTAL_LOG_FORMAT')!r}"
+    )
 LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "importer.core.logs.JsonFormatter"},
+    },
     # Every record passes the redaction filter: no pre-signed URL signature reaches a log.
     "filters": {"redact": {"()": "importer.core.redaction.SignatureRedactingFilter"}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]}
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": PORTAL_LOG_FORMAT,
+            "filters": ["redact"],
+        }
     },
     "root": {"handlers": ["console"], "level": env_str("PORTAL_LOG_LEVEL", "INFO").upper()},
     # django-axes logs every successful login at INFO; the audit log already records them.

@@ -13,6 +13,7 @@ from django.utils import timezone
 from importer.audit.chain import Entry, record, record_many
 from importer.audit.models import AuditAction
 from importer.core.crypto import DecryptionError, decrypt_text, encrypt_text
+from importer.core.logs import bind as log_context_bind
 from importer.core.net.guard import DestinationRefused, check_url
 from importer.imports import slots
 from importer.imports.models import ImportJob, ImportJobEvent, JobState, TagState
@@ -198,6 +199,8 @@ def import_enqueue(*, job_id: uuid.UUID, countdown: float = 0) -> bool:
 def import_submit(*, job_id: str) -> None:
     """Claims a queued job and sends CreateSnapshot, never creating a second snapshot."""
     job = ImportJob.objects.select_related("team").filter(pk=job_id).first()
+    if job is not None:
+        log_context_bind(team=job.team.name)
     if job is None or not slots.claim_with_slot(job):
         return  # taken by another worker, waiting for a slot, finished, or deleted
     try:

@@ -17,6 +17,8 @@ from typing import Any, Protocol, TypeVar
 
 from celery import shared_task
 
+from importer.core.logs import log_context
+
 logger = logging.getLogger(__name__)
 Summary = TypeVar("Summary")
 
@@ -36,7 +38,9 @@ def row_task(
     @shared_task(name=name, bind=True, ignore_result=True, acks_late=True, max_retries=max_retries)
     def task(self: Any, row_id: str) -> None:
         try:
-            run(row_id)
+            # Every line the work logs names the job it is about (PORTAL_LOG_FORMAT=json).
+            with log_context(job_id=row_id):
+                run(row_id)
         except transient as error:
             retry_in: float = getattr(error, "retry_in")  # noqa: B009 - the transient errors' delay
             raise self.retry(countdown=retry_in) from None
