@@ -100,8 +100,13 @@ def main() -> int:
         print(f"Port {web_port} is taken: set PORTAL_PORT to another port.", file=sys.stderr)
         return 1
 
-    log_dir = Path(env.get("PORTAL_VAR_DIR", ROOT / "var")) / "log"
+    var_dir = Path(env.get("PORTAL_VAR_DIR", ROOT / "var"))
+    log_dir = var_dir / "log"
     log_dir.mkdir(parents=True, exist_ok=True)
+    # The metrics' files of the last run's processes (snapshots_portal/__init__.py): /metrics
+    # starts from zero, as a production start does once the folder is emptied.
+    for stale in Path(env.get("PROMETHEUS_MULTIPROC_DIR") or var_dir / "metrics").glob("*.db"):
+        stale.unlink()
     print("Preparing the database and the demo team...", flush=True)
     run_step("manage.py", "migrate", "--no-input", "-v", "0", env=env)
     logins = run_step("manage.py", "portal_demo", env=env)

@@ -308,6 +308,16 @@ if PORTAL_HEALTH_TOKEN and (
         "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
     )
 
+# /metrics (Prometheus text) answers only `Authorization: Bearer <this>`. Unset: 404, closed.
+PORTAL_METRICS_TOKEN = env_str("PORTAL_METRICS_TOKEN")
+if PORTAL_METRICS_TOKEN and (
+    len(PORTAL_METRICS_TOKEN) < 32 or not all("!" <= char <= "~" for char in PORTAL_METRICS_TOKEN)
+):
+    raise ImproperlyConfigured(
+        "PORTAL_METRICS_TOKEN must be 32 or more ASCII characters without spaces; make one with: "
+        "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+    )
+
 if not DEBUG:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True

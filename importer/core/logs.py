@@ -22,10 +22,9 @@ from importer.core.redaction import redact_text
 CONTEXT_FIELDS = ("job_id", "team", "request_id")
 
 # Never changed in place: each context is a new mapping, so a task's fields never leak into
-# another's.
-_context: ContextVar[Mapping[str, str]] = ContextVar(
-    "portal_log_context", default=MappingProxyType({})
-)
+# another's. Outside any `log_context` it is this one, which `bind` leaves alone.
+_OUTSIDE: Mapping[str, str] = MappingProxyType({})
+_context: ContextVar[Mapping[str, str]] = ContextVar("portal_log_context", default=_OUTSIDE)
 
 
 def _cleaned(fields: dict[str, object]) -> dict[str, str]:
@@ -43,8 +42,12 @@ def log_context(**fields: object) -> Iterator[None]:
 
 
 def bind(**fields: object) -> None:
-    """Adds fields to the current context, once they are known (the job's team, once loaded)."""
-    _context.set({**_context.get(), **_cleaned(fields)})
+    """Adds fields to the current `log_context`, once they are known (the job's team, once
+    loaded). Outside one it does nothing: the fields would stay on every later line of the
+    thread (a service called directly, not by its task)."""
+    current = _context.get()
+    if current is not _OUTSIDE:
+        _context.set({**current, **_cleaned(fields)})
 
 
 class JsonFormatter(logging.Formatter):

@@ -9,6 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from importer.core.crypto import DecryptionError
+from importer.core.metrics import POLL_CYCLE_SECONDS
 from importer.imports import slots
 from importer.imports.models import ImportJob, ImportJobEvent, JobState
 from importer.jobs.models import clip_text, note_once
@@ -44,11 +45,12 @@ def imports_poll(*, now: datetime | None = None) -> PollSummary:
     Each team is polled on its own: whatever goes wrong with one team is logged (and noted on
     its jobs when someone can act on it) and the others are polled all the same.
     """
-    now = now or timezone.now()
-    teams = by_team(ImportJob.objects.in_flight().select_related("team"))
-    summaries = [_poll_team_isolated(jobs, now=now) for jobs in teams]
-    # After the poll: the imports it saw end have freed their slots.
-    admitted = slots.admit_everywhere()
+    with POLL_CYCLE_SECONDS.time():
+        now = now or timezone.now()
+        teams = by_team(ImportJob.objects.in_flight().select_related("team"))
+        summaries = [_poll_team_isolated(jobs, now=now) for jobs in teams]
+        # After the poll: the imports it saw end have freed their slots.
+        admitted = slots.admit_everywhere()
     return PollSummary(
         followed=sum(summary.followed for summary in summaries),
         changed=sum(summary.changed for summary in summaries),

@@ -23,6 +23,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from importer.core.metrics import API_THROTTLED
 from importer.imports.models import ImportJob, ImportJobEvent, ImportJobQuerySet, JobState
 from importer.jobs.queue import enqueue
 from importer.outscale.errors import OscApiError
@@ -171,6 +172,7 @@ def throttled(job: ImportJob, error: OscApiError) -> None:
     """The API throttled the account while this job was being sent: the whole account pauses
     (longer after each throttling answer in a row), and the job waits for the pause to end.
     It gives up only after MAX_THROTTLED_ATTEMPTS throttling answers."""
+    API_THROTTLED.inc()
     answers = job.events.filter(message__startswith=THROTTLED_PREFIX).count() + 1
     if answers >= MAX_THROTTLED_ATTEMPTS:
         job.mark_failed(

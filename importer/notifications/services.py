@@ -22,6 +22,7 @@ from django.utils import timezone
 from importer.audit.chain import record
 from importer.audit.models import AuditAction
 from importer.core.crypto import DecryptionError, decrypt_text, encrypt_text
+from importer.core.metrics import WEBHOOK_DELIVERIES
 from importer.core.net.addresses import check_destination
 from importer.core.net.guard import (
     DestinationRefused,
@@ -356,6 +357,7 @@ def webhook_deliver(*, delivery_id: str) -> None:
         _finish(delivery, DeliveryState.FAILED, attempts=attempts, status=status, error=problem)
         return
     delay = retry_delay(attempts)
+    WEBHOOK_DELIVERIES.labels(outcome="retried").inc()
     WebhookDelivery.objects.filter(pk=delivery.pk, state=DeliveryState.PENDING).update(
         attempts=attempts,
         last_status=status,
@@ -373,13 +375,15 @@ def _finish(
     status: int | None = None,
     error: str = "",
 ) -> None:
-    WebhookDelivery.objects.filter(pk=delivery.pk, state=DeliveryState.PENDING).update(
+    finished = WebhookDelivery.objects.filter(pk=delivery.pk, state=DeliveryState.PENDING).update(
         state=state,
         attempts=attempts if attempts is not None else delivery.attempts,
         last_status=status,
         last_error=redact_text(error)[:500],
         delivered_at=timezone.now() if state == DeliveryState.DELIVERED else None,
     )
+    if finished:  # counted once, by the process whose update ended it
+        WEBHOOK_DELIVERIES.labels(outcome=state).inc()
 
 
 def deliveries_sweep(

@@ -47,8 +47,8 @@ def check_broker() -> tuple[bool, str]:
     return True, broker.transport_cls
 
 
-def _holds_the_token(request: HttpRequest) -> bool:
-    token: str = settings.PORTAL_HEALTH_TOKEN
+def holds_bearer_token(request: HttpRequest, token: str) -> bool:
+    """Whether the request sends `Authorization: Bearer <token>` (never when token is empty)."""
     if not token:
         return False  # unset: no token opens the details
     scheme, _, offered = request.headers.get("Authorization", "").partition(" ")
@@ -83,7 +83,9 @@ def health_report(request: HttpRequest) -> tuple[int, dict[str, object]]:
         logger.warning(
             "healthz: unavailable (database: %s, broker: %s)", database_detail, broker_detail
         )
-    detailed = _holds_the_token(request) or (database_ok and _is_deployment_admin(request))
+    detailed = holds_bearer_token(request, settings.PORTAL_HEALTH_TOKEN) or (
+        database_ok and _is_deployment_admin(request)
+    )
     if not detailed:
         return code, body
     body["database"] = {"ok": database_ok, "detail": database_detail}

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
+from importer.core.metrics import api_call_observed, api_outcome
 from importer.core.redaction import redact_strictly
 from importer.outscale.errors import MAX_DETAILS_CHARS, OscApiError
 from importer.outscale.resources import as_str
@@ -153,12 +154,14 @@ class Transport:
             )
             self._log_failure(action, error, started)
             raise error
+        api_call_observed(action, api_outcome(failed=False), elapsed_ms / 1000)
         logger.info(
             "OUTSCALE %s -> HTTP %s in %.0f ms (request id %s)",
             action,
             response.status_code,
             elapsed_ms,
             request_id or "-",
+            extra={"request_id": request_id},
         )
         return data
 
@@ -182,6 +185,11 @@ class Transport:
         return parse(found), request_id_of(data)
 
     def _log_failure(self, action: str, error: OscApiError, started: float) -> None:
+        api_call_observed(
+            action,
+            api_outcome(failed=True, code=error.code, http_status=error.http_status),
+            time.monotonic() - started,
+        )
         logger.warning(
             "OUTSCALE %s -> %s in %.0f ms (request id %s, transient=%s): %s",
             action,
@@ -190,6 +198,7 @@ class Transport:
             error.request_id or "-",
             error.transient,
             error,
+            extra={"request_id": error.request_id},
         )
 
 

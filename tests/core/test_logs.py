@@ -48,12 +48,14 @@ def test_each_line_is_one_json_object_with_the_context(lines) -> None:
         bind(team="ops")
         logger.warning("sent %s", "CreateSnapshot", extra={"request_id": "req-9"})
     logger.info("outside any job")
+    bind(team="leaks?")  # outside any context: ignored, never stuck on later lines
+    logger.info("still outside")
 
-    inside, outside = records(stream)
+    inside, outside, later = records(stream)
     assert inside["level"] == "WARNING" and inside["message"] == "sent CreateSnapshot"
     assert (inside["job_id"], inside["team"], inside["request_id"]) == ("job-1", "ops", "req-9")
     assert inside["time"].endswith("+00:00") and inside["logger"] == logger.name
-    assert "job_id" not in outside and "team" not in outside
+    assert "job_id" not in outside and "team" not in outside and "team" not in later
 
 
 def test_a_pre_signed_urls_signature_never_reaches_a_json_line(lines) -> None:

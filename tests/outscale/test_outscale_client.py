@@ -866,3 +866,20 @@ def test_it_keeps_no_cookies_in_the_shared_session(api):
     OscClient(credentials=CREDENTIALS).delete_snapshot(snapshot_id="snap-1")
 
     assert len(default_session().cookies) == 0
+
+
+def test_its_log_lines_carry_the_apis_request_id_for_structured_logs(api, client, caplog):
+    api.post(f"{ENDPOINT}/ReadSnapshots", json={"Snapshots": [], **context()})
+    api.post(
+        f"{ENDPOINT}/ReadSnapshots",
+        status=400,
+        json={"Errors": [{"Code": "4045", "Type": "InvalidParameterValue"}], **context("req-2")},
+    )
+
+    with caplog.at_level("INFO", logger="importer.outscale"):
+        client.read_snapshots_page()
+        with pytest.raises(OscApiError):
+            client.read_snapshots_page()
+
+    ids = [getattr(record, "request_id", None) for record in caplog.records]
+    assert ids == [REQUEST_ID, "req-2"]

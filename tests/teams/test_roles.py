@@ -26,12 +26,15 @@ IMPORTERS = (Role.OPERATOR, Role.ADMIN)
 READERS = (Role.ADMIN, Role.AUDITOR)
 ADMINS = (Role.ADMIN,)
 PUBLIC = "public"
+# Only a bearer token opens it, whatever the role; unset in the tests, so 404 for everyone.
+TOKEN_ONLY = "token only"
 # url name -> {method: who may use it}. A method missing here must answer 405 (or 403/redirect
 # for someone who may not use the URL at all). Every URL pattern must be listed.
 TABLE: dict[str, dict[str, tuple[str, ...] | str]] = {
     "login": {"GET": PUBLIC, "POST": PUBLIC},
     "logout": {"POST": PUBLIC},
     "healthz": {"GET": PUBLIC},
+    "metrics": {"GET": TOKEN_ONLY},
     "dashboard": {"GET": EVERYONE},
     "imports_poll": {"GET": EVERYONE},
     "import_detail": {"GET": EVERYONE},
@@ -178,6 +181,8 @@ def test_it_lists_every_url_pattern_in_the_permission_table() -> None:
 
 def expected(name: str, method: str, who: str) -> set[int]:
     allowed = TABLE[name].get(method)
+    if TABLE[name].get("GET") == TOKEN_ONLY:
+        return {404} if method == "GET" else {405}
     public = TABLE[name].get("GET") == PUBLIC or TABLE[name].get("POST") == PUBLIC
     if who == ANONYMOUS and not public:
         return {302}  # to the login page
