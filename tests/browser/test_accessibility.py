@@ -78,9 +78,8 @@ def test_every_page_a_role_opens_has_no_wcag_violation(
         if found := violations(page):
             problems[url] = found
     assert not problems, problems
-    # The login, the dashboard, the dialog's page, the job's page and its retry page, the team's
-    # pages...: a dozen or more whatever the role, never a vacuous pass.
-    assert len(checked) >= 10, checked
+    # The dashboard, the job's page, history, the team's pages...: never a vacuous pass.
+    assert len(checked) >= 15, checked
 
 
 def test_the_import_dialog_has_no_wcag_violation(logged_in: Page) -> None:
