@@ -153,8 +153,19 @@ def test_a_worker_killed_mid_batch_loses_no_job_and_makes_no_snapshot_twice(
     )
     # Later, the sweeper: the dead worker's claim and the lost messages are sent again.
     later = timezone.now() + retry.STUCK_SUBMITTING_AFTER + timedelta(minutes=3)
+    # Its messages are held until it has done: `later` is hours ahead, so a job the session
+    # worker claimed from the sweep's first re-sends would look stuck to its second step.
+    held: list[object] = []
+    real_enqueue = imports_services.import_enqueue
+    monkeypatch.setattr(
+        imports_services, "import_enqueue", lambda job_id: held.append(job_id) or True
+    )
     summary = imports_services.imports_sweep(now=later)
+    monkeypatch.undo()
     assert (summary.requeued_stuck, summary.resent_queued) == (1, LIMIT - 1)
+    assert len(held) == LIMIT
+    for job_id in held:
+        real_enqueue(job_id=job_id)
     wait_until(lambda: settled(batch.pk, 20), seconds=180, interval=1.0)
 
     assert batch.jobs.filter(state=JobState.COMPLETED).count() == 20
