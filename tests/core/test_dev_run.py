@@ -7,10 +7,9 @@ import os
 import re
 import socket
 import sys
-import time
 from pathlib import Path
 
-from tests.support.workers import start_process
+from tests.support.workers import start_process, wait_until
 
 BANNER_END = "Press Ctrl-C to stop."
 
@@ -39,14 +38,18 @@ def test_make_run_logs_to_files_and_keeps_the_banner_in_the_terminal(tmp_path: P
     terminal = tmp_path / "terminal.txt"
     run = start_process([sys.executable, "scripts/dev_run.py"], env=env, log_path=terminal)
     try:
-        deadline = time.monotonic() + 180
-        while BANNER_END not in run.log() and time.monotonic() < deadline:
+
+        def banner_shown() -> bool:
             assert run.process.poll() is None, run.log()
-            time.sleep(0.5)
-        assert BANNER_END in run.log(), run.log()
-        time.sleep(4)  # beat polls every second: the worker logs a task at INFO each time
+            return BANNER_END in run.log()
+
+        wait_until(banner_shown, seconds=180, interval=0.5)
+        worker_log_path = tmp_path / "var" / "log" / "worker.log"
+        # Beat polls every second: wait until the worker has logged two polls at INFO, which
+        # the terminal must not show.
+        wait_until(lambda: worker_log_path.read_text().count("poll_imports") >= 2, seconds=60)
         shown = run.log()
-        worker_log = (tmp_path / "var" / "log" / "worker.log").read_text()
+        worker_log = worker_log_path.read_text()
     finally:
         run.stop()
 
