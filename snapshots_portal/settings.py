@@ -297,26 +297,23 @@ CONTENT_SECURITY_POLICY: dict[str, Any] = {
 PORTAL_BEHIND_TLS_PROXY = env_bool("PORTAL_BEHIND_TLS_PROXY", False)
 PORTAL_PROXY_COUNT = env_int("PORTAL_PROXY_COUNT", 1, minimum=1, maximum=10)
 
+
+def env_token(name: str) -> str:
+    """A bearer token that opens a page to machines: empty (closed), or 32+ printable ASCII."""
+    token = env_str(name)
+    if token and (len(token) < 32 or not all("!" <= char <= "~" for char in token)):
+        raise ImproperlyConfigured(
+            f"{name} must be 32 or more ASCII characters without spaces; make one with: "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    return token
+
+
 # /healthz tells the public its status only; `Authorization: Bearer <this>` (or a logged-in staff
 # user or team admin) also gets each check's detail. Unset: no token opens them.
-PORTAL_HEALTH_TOKEN = env_str("PORTAL_HEALTH_TOKEN")
-if PORTAL_HEALTH_TOKEN and (
-    len(PORTAL_HEALTH_TOKEN) < 32 or not all("!" <= char <= "~" for char in PORTAL_HEALTH_TOKEN)
-):
-    raise ImproperlyConfigured(
-        "PORTAL_HEALTH_TOKEN must be 32 or more ASCII characters without spaces; make one with: "
-        "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
-    )
-
+PORTAL_HEALTH_TOKEN = env_token("PORTAL_HEALTH_TOKEN")
 # /metrics (Prometheus text) answers only `Authorization: Bearer <this>`. Unset: 404, closed.
-PORTAL_METRICS_TOKEN = env_str("PORTAL_METRICS_TOKEN")
-if PORTAL_METRICS_TOKEN and (
-    len(PORTAL_METRICS_TOKEN) < 32 or not all("!" <= char <= "~" for char in PORTAL_METRICS_TOKEN)
-):
-    raise ImproperlyConfigured(
-        "PORTAL_METRICS_TOKEN must be 32 or more ASCII characters without spaces; make one with: "
-        "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
-    )
+PORTAL_METRICS_TOKEN = env_token("PORTAL_METRICS_TOKEN")
 
 if not DEBUG:
     SESSION_COOKIE_SECURE = True

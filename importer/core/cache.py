@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
@@ -48,64 +49,40 @@ class _FailSoftClient(RedisCacheClient):
         return client
 
     def get(self, key: Any, default: Any) -> Any:
-        try:
-            return super().get(key, default)
-        except RedisError:
-            _unanswered("read")
-            return default
+        return _soft("read", default, super().get, key, default)
 
     def get_many(self, keys: Any) -> dict[Any, Any]:
-        try:
-            return super().get_many(keys)
-        except RedisError:
-            _unanswered("read")
-            return {}
+        return dict(_soft("read", {}, super().get_many, keys))
 
     def has_key(self, key: Any) -> bool:
-        try:
-            return bool(super().has_key(key))
-        except RedisError:
-            _unanswered("read")
-            return False
+        return bool(_soft("read", False, super().has_key, key))
 
     def add(self, key: Any, value: Any, timeout: Any) -> bool:
-        try:
-            return bool(super().add(key, value, timeout))
-        except RedisError:
-            _unanswered("write")
-            return False
+        return bool(_soft("write", False, super().add, key, value, timeout))
 
     def set(self, key: Any, value: Any, timeout: Any) -> None:
-        try:
-            super().set(key, value, timeout)
-        except RedisError:
-            _unanswered("write")
+        _soft("write", None, super().set, key, value, timeout)
 
     def set_many(self, data: Any, timeout: Any) -> None:
-        try:
-            super().set_many(data, timeout)
-        except RedisError:
-            _unanswered("write")
+        _soft("write", None, super().set_many, data, timeout)
 
     def touch(self, key: Any, timeout: Any) -> bool:
-        try:
-            return bool(super().touch(key, timeout))
-        except RedisError:
-            _unanswered("write")
-            return False
+        return bool(_soft("write", False, super().touch, key, timeout))
 
     def delete(self, key: Any) -> bool:
-        try:
-            return bool(super().delete(key))
-        except RedisError:
-            _unanswered("write")
-            return False
+        return bool(_soft("write", False, super().delete, key))
 
     def delete_many(self, keys: Any) -> None:
-        try:
-            super().delete_many(keys)
-        except RedisError:
-            _unanswered("write")
+        _soft("write", None, super().delete_many, keys)
+
+
+def _soft(operation: str, missed: Any, call: Callable[..., Any], *args: Any) -> Any:
+    """`call(*args)`, or `missed` (with a warning) when Redis does not answer."""
+    try:
+        return call(*args)
+    except RedisError:
+        _unanswered(operation)
+        return missed
 
 
 class FailSoftRedisCache(RedisCache):
